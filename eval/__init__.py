@@ -1,0 +1,1 @@
+"""Benchmarks and official metrics: E-VQA and InfoSeek loaders, answer metrics, retrieval recall@k."""

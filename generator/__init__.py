@@ -1,0 +1,1 @@
+"""Multimodal LLM answer generation through ``transformers`` image-text-to-text models."""

@@ -1,0 +1,1 @@
+"""Retrieval-augmented answering: the Qdrant store, knowledge-base ingestion, the pipeline, LangChain and the CLI."""

@@ -1,0 +1,82 @@
+"""The ``ret2vqa`` command line.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``, which adds
+its parser and sets ``func`` (called with the parsed arguments, returning an exit
+code). Heavy imports (torch, transformers, qdrant) happen inside ``func`` so that
+``ret2vqa --help`` answers instantly. Errors a user can fix (a missing file, a bad
+config field, a model that is not available offline, a malformed row in strict mode)
+are printed as one ``error:`` line and exit with status 2; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Modules providing subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES: list[str] = [
+    "rag.cli.demo",
+    "rag.cli.ask",
+    "rag.cli.index",
+    "rag.cli.search",
+    "rag.cli.evaluate",
+    "eval.cli",
+    "retriever.cli",
+    "rag.cli.doctor",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ret2vqa",
+        description=(
+            "Knowledge-based visual question answering: a ReT-2 multimodal retriever over a Qdrant "
+            "knowledge base, answers from a multimodal LLM, and the official E-VQA / InfoSeek metrics."
+        ),
+        epilog="Run `ret2vqa demo` for a first end-to-end run, `ret2vqa COMMAND --help` for details.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean 'the user can fix this': printed without a traceback."""
+    from ret2vqa.config import ConfigError
+    from ret2vqa.hub import ModelUnavailableError
+    from ret2vqa.io import RowError
+
+    return (ConfigError, ModelUnavailableError, RowError, FileNotFoundError, ValueError, KeyError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except user_errors() as exc:
+        if args.debug:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Resolving model references (hub name or local path) with one clear offline story.
+
+Every model the project loads is named by ``name_or_path`` plus an optional
+``revision``. :func:`resolve_model` turns that into a local directory: a directory
+that exists is used as is; a hub name is looked up in the local Hugging Face cache
+first and downloaded only when the hub is reachable and offline mode is off. When
+neither works the user gets :class:`ModelUnavailableError`, whose message names the
+model, says how to fetch it once and how to point the config at a local copy,
+instead of a raw traceback from deep inside ``huggingface_hub``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Weight formats we never need: skipping them keeps first downloads small.
+_IGNORE_PATTERNS = ["*.msgpack", "*.h5", "*.ot", "*.onnx", "*.tflite", "*.mlmodel", "onnx/*", "openvino/*"]
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model is neither a local directory, nor cached, nor downloadable right now."""
+
+    def __init__(self, name_or_path: str, revision: str | None, reason: str, config_field: str | None = None):
+        self.name_or_path = name_or_path
+        self.revision = revision
+        rev = f" --revision {revision}" if revision else ""
+        field = f"`{config_field}`" if config_field else "the config's `name_or_path`"
+        msg = (
+            f"model '{name_or_path}'{f' (revision {revision})' if revision else ''} is not available: {reason}.\n"
+            f"  Fetch it once on a machine with internet access:\n"
+            f"      huggingface-cli download {name_or_path}{rev}\n"
+            f"  (the cache is {hub_cache_dir()}; copy it over or set HF_HOME), "
+            f"or point {field} at a local directory that holds the model."
+        )
+        super().__init__(msg)
+
+
+def is_offline() -> bool:
+    """True when the user asked for offline mode (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except Exception:  # pragma: no cover - very old huggingface_hub
+        return False
+
+
+def hub_cache_dir() -> str:
+    """Where the Hugging Face hub cache lives on this machine."""
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except Exception:  # pragma: no cover
+        return os.path.expanduser("~/.cache/huggingface/hub")
+
+
+def cached_model_dir(name_or_path: str, revision: str | None = None) -> str | None:
+    """The local directory holding ``name_or_path`` without any network access, or ``None``."""
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser())
+    if _looks_like_path(name_or_path):
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name_or_path, revision=revision, local_files_only=True)
+    except Exception:
+        return None
+
+
+def resolve_model(name_or_path: str, revision: str | None = None, config_field: str | None = None) -> str:
+    """Return a local directory for ``name_or_path``, downloading it only if allowed and possible.
+
+    Raises :class:`ModelUnavailableError` with a message that says what to do otherwise.
+    """
+    if not name_or_path:
+        raise ModelUnavailableError(str(name_or_path), revision, "no model name or path was given", config_field)
+    local = cached_model_dir(name_or_path, revision)
+    if local is not None:
+        return local
+    if _looks_like_path(name_or_path):
+        raise ModelUnavailableError(
+            name_or_path, revision, f"no such local directory: {Path(name_or_path).expanduser()}", config_field
+        )
+    if is_offline():
+        raise ModelUnavailableError(
+            name_or_path, revision, "it is not in the local cache and offline mode is on (HF_HUB_OFFLINE=1)", config_field
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name_or_path, revision=revision, ignore_patterns=_IGNORE_PATTERNS)
+    except Exception as exc:  # network errors, 404s, gated repos: all end the same way for the user
+        reason = f"it is not in the local cache and the hub could not provide it ({type(exc).__name__}: {_first_line(exc)})"
+        raise ModelUnavailableError(name_or_path, revision, reason, config_field) from exc
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else (``./x``, ``/abs``, ``a/b/c``, ``~``) is a path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
