@@ -1,0 +1,376 @@
+"""The store interface the rest of ret2vqa codes against, and what every backend shares.
+
+The pipeline, the LangChain retriever and the indexer only see :class:`VectorStore`:
+upsert a batch of passages, search top-k (optionally filtered on payload fields),
+count, fetch by id, delete. Which Qdrant runs underneath (embedded Qdrant Edge, or a
+server/cluster through ``qdrant-client``) is a config choice (:mod:`rag.store.config`).
+
+A collection remembers which encoder filled it (:class:`CollectionMetadata`): vectors
+from two different models are not comparable, so opening a collection with another
+encoder or dimension is refused with a message that says what was expected
+(:func:`check_compatible`). Point ids are UUID5 of the passage id
+(:func:`point_id`), so re-indexing a passage overwrites it instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as _dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ret2vqa import __version__
+
+# Fixed namespace for point ids: uuid5(NAMESPACE_URL, "https://github.com/ret2vqa/ret2vqa/passage").
+# Changing it would orphan every existing collection: never change it.
+POINT_ID_NAMESPACE = uuid.UUID("693201e4-9dcc-518b-b406-146fb10f8d79")
+
+# Payload key holding the passage id (the human-readable id the point id derives from).
+PASSAGE_ID_KEY = "passage_id"
+
+METADATA_SCHEMA_VERSION = 1
+
+
+class StoreError(RuntimeError):
+    """A store operation failed for a reason the user can act on."""
+
+
+class CollectionNotFoundError(StoreError, FileNotFoundError):
+    """The collection does not exist (and was not asked to be created)."""
+
+
+class CollectionMismatchError(StoreError, ValueError):
+    """The collection was built with another encoder, dimension or distance."""
+
+
+def point_id(passage_id: str) -> str:
+    """The deterministic Qdrant point id (a UUID string) of ``passage_id``."""
+    if not isinstance(passage_id, str) or not passage_id:
+        raise ValueError(f"passage ids must be non-empty strings, got {passage_id!r}")
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, passage_id))
+
+
+@dataclass
+class SearchHit:
+    """One search result: the passage id, its similarity score and its payload."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+    point_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": self.score, "point_id": self.point_id, "payload": self.payload}
+
+
+@dataclass
+class StoredPoint:
+    """A point fetched by id: the passage id, payload and (when asked for) its vector."""
+
+    id: str
+    payload: dict[str, Any]
+    point_id: str
+    vector: np.ndarray | None = None
+
+
+def _passage_id_of(pid: Any, payload: Mapping[str, Any] | None) -> str:
+    payload = payload or {}
+    value = payload.get(PASSAGE_ID_KEY)
+    return value if isinstance(value, str) else str(pid)
+
+
+def make_hit(pid: Any, score: float, payload: Mapping[str, Any] | None) -> SearchHit:
+    return SearchHit(id=_passage_id_of(pid, payload), score=float(score), payload=dict(payload or {}), point_id=str(pid))
+
+
+def make_point(pid: Any, payload: Mapping[str, Any] | None, vector: Any = None) -> StoredPoint:
+    vec = None if vector is None else np.asarray(vector, dtype=np.float32)
+    return StoredPoint(id=_passage_id_of(pid, payload), payload=dict(payload or {}), point_id=str(pid), vector=vec)
+
+
+@dataclass
+class CollectionMetadata:
+    """What a collection records about how it was built; checked every time it is opened.
+
+    ``encoder_fingerprint`` identifies the weights (two loads of the same checkpoint,
+    by hub name or local path, share it); ``encoder_loader`` says how to rebuild the
+    encoder for ``ret2vqa search`` when no config is given (e.g. the tiny test
+    encoder's backbone and seed). ``config`` keeps the store/ingest settings the
+    collection was created with, for ``ret2vqa index info``.
+    """
+
+    encoder_name: str
+    dim: int
+    encoder_revision: str | None = None
+    encoder_fingerprint: str | None = None
+    distance: str = "cosine"
+    encoder_loader: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    created_with: str = f"ret2vqa {__version__}"
+    schema_version: int = METADATA_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.created_at:
+            self.created_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        if int(self.dim) < 1:
+            raise ValueError(f"embedding dimension must be >= 1, got {self.dim}")
+        self.dim = int(self.dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "collection metadata") -> "CollectionMetadata":
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [k for k in ("encoder_name", "dim") if k not in data]
+        if missing:
+            raise StoreError(f"{where}: missing field(s) {missing}; the collection metadata is damaged")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def describe_encoder(self) -> str:
+        rev = f", revision {self.encoder_revision}" if self.encoder_revision else ""
+        fp = f", fingerprint {self.encoder_fingerprint[:12]}" if self.encoder_fingerprint else ""
+        return f"'{self.encoder_name}'{rev}{fp}, {self.dim}-d, {self.distance}"
+
+
+def check_compatible(stored: CollectionMetadata, expected: CollectionMetadata, where: str) -> None:
+    """Raise :class:`CollectionMismatchError` when ``expected`` cannot use the ``stored`` collection.
+
+    Dimension and distance must match. The encoder must be the same: by fingerprint
+    when both sides have one (so the same weights under another path are accepted and
+    retrained weights under the same name are not), else by name and revision.
+    """
+    problems = []
+    if stored.dim != expected.dim:
+        problems.append(f"dimension {stored.dim} != {expected.dim}")
+    if stored.distance != expected.distance:
+        problems.append(f"distance '{stored.distance}' != '{expected.distance}'")
+    if stored.encoder_fingerprint and expected.encoder_fingerprint:
+        if stored.encoder_fingerprint != expected.encoder_fingerprint:
+            problems.append("encoder weights differ (fingerprint mismatch)")
+    else:
+        if stored.encoder_name != expected.encoder_name:
+            problems.append(f"encoder '{stored.encoder_name}' != '{expected.encoder_name}'")
+        if (stored.encoder_revision or None) != (expected.encoder_revision or None):
+            problems.append(f"revision {stored.encoder_revision!r} != {expected.encoder_revision!r}")
+    if problems:
+        raise CollectionMismatchError(
+            f"{where} was built with encoder {stored.describe_encoder()}, but the current encoder is "
+            f"{expected.describe_encoder()} ({'; '.join(problems)}). Vectors from different encoders are not "
+            f"comparable: use the encoder the collection was built with (encoder.name_or_path / revision in the "
+            f"config), or index into another collection (--collection NAME)."
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# Payload filters: one small dict form, translated by each backend.
+# ----------------------------------------------------------------------------------------
+
+_RANGE_OPS = ("gt", "gte", "lt", "lte")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One normalised payload condition: ``op`` is ``"eq"``, ``"any"`` or ``"range"``."""
+
+    key: str
+    op: str
+    value: Any
+
+
+def parse_filter(spec: Mapping[str, Any] | None) -> list[Condition]:
+    """Validate a payload filter and return its conditions (all must hold).
+
+    The form, documented in ``docs/store.md``::
+
+        {"wikidata_id": "Q42"}                    # field equals a value (str, int or bool)
+        {"wikidata_id": ["Q42", "Q5"]}            # field equals any of the values
+        {"section_index": {"gte": 1, "lt": 5}}    # numeric range (gt / gte / lt / lte)
+
+    Several keys combine with AND. A list-valued payload field matches when any of its
+    elements matches (Qdrant semantics).
+    """
+    if spec is None:
+        return []
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a payload filter must be a mapping of field -> condition, got {type(spec).__name__}")
+    conditions = []
+    for key, value in spec.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"payload filter: field names must be non-empty strings, got {key!r}")
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - set(_RANGE_OPS))
+            if unknown or not value:
+                raise ValueError(
+                    f"payload filter '{key}': a mapping condition is a range with keys {list(_RANGE_OPS)}, got {dict(value)}"
+                )
+            for op, bound in value.items():
+                if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+                    raise ValueError(f"payload filter '{key}.{op}': range bounds must be numbers, got {bound!r}")
+            conditions.append(Condition(key, "range", {op: float(b) for op, b in value.items()}))
+        elif isinstance(value, (list, tuple)):
+            if not value:
+                raise ValueError(f"payload filter '{key}': the list of values is empty")
+            kinds = {_match_kind(key, v) for v in value}
+            if len(kinds) > 1:
+                raise ValueError(f"payload filter '{key}': values must all be strings or all integers, got {list(value)}")
+            conditions.append(Condition(key, "any", list(value)))
+        else:
+            _match_kind(key, value)
+            conditions.append(Condition(key, "eq", value))
+    return conditions
+
+
+def _match_kind(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, str):
+        return "str"
+    raise ValueError(
+        f"payload filter '{key}': can match strings, integers or booleans, got {value!r} "
+        f"(use {{'gte': ..., 'lte': ...}} for numeric ranges)"
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# The interface.
+# ----------------------------------------------------------------------------------------
+
+
+class VectorStore(abc.ABC):
+    """A collection of passage vectors with payloads, behind one small API.
+
+    Ids are passage ids (strings); the store maps them to UUID5 point ids and keeps the
+    passage id in the payload (``passage_id``), so hits and records come back with it.
+    Vectors are float32 arrays of the collection's dimension. Instances are context
+    managers; :meth:`close` releases files and connections.
+    """
+
+    backend: str = ""
+
+    @property
+    @abc.abstractmethod
+    def metadata(self) -> CollectionMetadata:
+        """How the collection was built (encoder, dimension, distance, config)."""
+
+    @property
+    def dim(self) -> int:
+        return self.metadata.dim
+
+    @abc.abstractmethod
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Insert or overwrite passages ``ids`` with ``vectors`` (N, dim) and ``payloads``."""
+
+    @abc.abstractmethod
+    def search(
+        self, vector: np.ndarray, k: int = 10, filter: Mapping[str, Any] | None = None, hnsw_ef: int | None = None,
+        exact: bool = False,
+    ) -> list[SearchHit]:
+        """The ``k`` passages most similar to ``vector``, best first, optionally filtered on payload."""
+
+    @abc.abstractmethod
+    def search_batch(
+        self, vectors: np.ndarray, k: int = 10, filter: Mapping[str, Any] | None = None, hnsw_ef: int | None = None,
+        exact: bool = False,
+    ) -> list[list[SearchHit]]:
+        """:meth:`search` for each row of ``vectors`` (N, dim), planned as one batch."""
+
+    @abc.abstractmethod
+    def count(self, filter: Mapping[str, Any] | None = None) -> int:
+        """Exact number of points (matching ``filter`` when given)."""
+
+    @abc.abstractmethod
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        """The stored points of passages ``ids`` that exist, in the order asked."""
+
+    @abc.abstractmethod
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete passages ``ids`` (absent ids are ignored)."""
+
+    @abc.abstractmethod
+    def create_payload_index(self, field_name: str) -> None:
+        """Index payload field ``field_name`` as a keyword, for fast filtered search."""
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Make every update so far durable (after it returns, a crash loses nothing)."""
+
+    @abc.abstractmethod
+    def optimize(self) -> None:
+        """Build/merge the search index now (blocking); searches stay correct without it."""
+
+    @abc.abstractmethod
+    def info(self) -> dict[str, Any]:
+        """Count, metadata, backend and index status, as plain JSON-friendly data."""
+
+    @abc.abstractmethod
+    def load_state(self, name: str) -> dict[str, Any] | None:
+        """A small JSON record kept with the collection (e.g. indexing progress), or ``None``."""
+
+    @abc.abstractmethod
+    def save_state(self, name: str, data: Mapping[str, Any] | None) -> None:
+        """Durably replace state record ``name`` (``None`` deletes it); atomic."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the collection (files, locks, connections)."""
+
+    def __enter__(self) -> "VectorStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Shared argument checks --------------------------------------------------------------
+
+    def _check_batch(
+        self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None
+    ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        ids = list(ids)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(ids):
+            raise ValueError(f"upsert: expected vectors of shape ({len(ids)}, {self.dim}), got {vectors.shape}")
+        if vectors.shape[1] != self.dim:
+            raise CollectionMismatchError(
+                f"upsert: vectors have dimension {vectors.shape[1]} but the collection holds {self.dim}-d vectors"
+            )
+        if not np.isfinite(vectors).all():
+            bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+            raise ValueError(f"upsert: the vector of passage {ids[bad]!r} contains NaN or infinity")
+        if payloads is None:
+            payloads = [{} for _ in ids]
+        payloads = list(payloads)
+        if len(payloads) != len(ids):
+            raise ValueError(f"upsert: {len(ids)} ids but {len(payloads)} payloads")
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))
+            raise ValueError(f"upsert: passage id {dup!r} appears twice in one batch")
+        full = []
+        for pid, payload in zip(ids, payloads):
+            p = dict(payload)
+            p[PASSAGE_ID_KEY] = pid
+            full.append(p)
+        return ids, vectors, full
+
+    def _check_query(self, vector: np.ndarray) -> np.ndarray:
+        v = np.asarray(vector, dtype=np.float32)
+        if v.ndim == 1:
+            v = v[None, :]
+        if v.ndim != 2 or v.shape[1] != self.dim:
+            raise CollectionMismatchError(
+                f"search: query vectors have shape {tuple(np.shape(vector))} but the collection holds {self.dim}-d vectors"
+            )
+        return v
+
+
+def iter_batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

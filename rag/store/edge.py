@@ -1,0 +1,300 @@
+"""Embedded store: Qdrant Edge (``qdrant-edge-py``), the real Qdrant engine running in-process.
+
+Why this is the default: it persists to disk with a write-ahead log, builds HNSW
+graphs (optionally over int8-quantized vectors), filters on payload and answers in
+milliseconds at millions of points, with no server to run. ``qdrant-client``'s local
+mode is brute-force Python and only fit for tiny collections (see ``docs/store.md``).
+
+On-disk layout of a collection ``path/collection/``::
+
+    collection.json    # CollectionMetadata: encoder, dimension, distance, creation config
+    shard/             # the Qdrant Edge shard (segments + WAL)
+    state/NAME.json    # small state records, e.g. indexing progress (atomic writes)
+    .lock              # held while a process has the collection open
+
+The metadata file is written before the shard is created, so a crash during creation
+is finished by the next open instead of leaving an unlabelled shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .base import (
+    CollectionMetadata,
+    CollectionNotFoundError,
+    Condition,
+    SearchHit,
+    StoredPoint,
+    StoreError,
+    VectorStore,
+    check_compatible,
+    make_hit,
+    make_point,
+    parse_filter,
+    point_id,
+)
+from .config import StoreConfig
+from .files import DirLock, LockedError, read_json, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "collection.json"
+SHARD_DIR = "shard"
+STATE_DIR = "state"
+_STATE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def collection_dir(config: StoreConfig) -> Path:
+    return Path(config.path).expanduser() / config.collection
+
+
+def _edge():
+    try:
+        import qdrant_edge
+    except ImportError as exc:  # pragma: no cover - it is a core dependency
+        raise StoreError("the embedded store needs `qdrant-edge-py` (pip install qdrant-edge-py)") from exc
+    return qdrant_edge
+
+
+class EdgeStore(VectorStore):
+    """A collection on local disk served by Qdrant Edge. Open it with :meth:`open`."""
+
+    backend = "edge"
+
+    def __init__(self, config: StoreConfig, metadata: CollectionMetadata, shard: Any, lock: DirLock):
+        self.config = config
+        self._metadata = metadata
+        self._shard = shard
+        self._lock = lock
+        self._dir = collection_dir(config)
+        self._qe = _edge()
+
+    # Opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def exists(cls, config: StoreConfig) -> bool:
+        return (collection_dir(config) / METADATA_FILE).is_file()
+
+    @classmethod
+    def open(cls, config: StoreConfig, expect: CollectionMetadata | None = None, create: bool = False) -> "EdgeStore":
+        """Open the collection of ``config``; create it from ``expect`` when ``create`` and absent.
+
+        With ``expect``, an existing collection must have been built with the same encoder
+        and dimension (:func:`check_compatible`), else :class:`CollectionMismatchError`.
+        """
+        config.validate()
+        root = collection_dir(config)
+        where = f"collection '{config.collection}' in {Path(config.path).expanduser()}"
+        meta_path = root / METADATA_FILE
+        if meta_path.is_file():
+            metadata = CollectionMetadata.from_dict(read_json(meta_path), where=str(meta_path))
+            if expect is not None:
+                check_compatible(metadata, expect, where)
+        elif create:
+            if expect is None:
+                raise ValueError("creating a collection needs the encoder metadata (expect=...)")
+            if (root / SHARD_DIR).exists() and any((root / SHARD_DIR).iterdir()):
+                raise StoreError(f"{root / SHARD_DIR} holds data but {meta_path} is missing; move it away first")
+            metadata = CollectionMetadata(**{**expect.to_dict(), "config": {"store": config.snapshot(), **expect.config}})
+            write_json_atomic(meta_path, metadata.to_dict())
+            logger.info("created %s for encoder %s", where, metadata.describe_encoder())
+        else:
+            existing = sorted(p.parent.name for p in Path(config.path).expanduser().glob(f"*/{METADATA_FILE}"))
+            hint = f" (collections there: {', '.join(existing)})" if existing else ""
+            raise CollectionNotFoundError(
+                f"no {where}{hint}; build it first with `ret2vqa index build --config CONFIG --kb FILE --format FORMAT`"
+            )
+        try:
+            lock = DirLock(root, where).acquire()
+        except LockedError as exc:
+            raise StoreError(str(exc)) from None
+        try:
+            shard = cls._open_shard(config, metadata, root / SHARD_DIR)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(config, metadata, shard, lock)
+
+    @staticmethod
+    def _open_shard(config: StoreConfig, metadata: CollectionMetadata, shard_dir: Path) -> Any:
+        qe = _edge()
+        if (shard_dir / "edge_config.json").is_file():
+            load_config = qe.EdgeConfig(max_search_threads=config.search_threads) if config.search_threads else None
+            try:
+                return qe.EdgeShard.load(str(shard_dir), load_config)
+            except Exception as exc:
+                raise StoreError(f"cannot load the Qdrant Edge shard in {shard_dir}: {exc}") from exc
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        return qe.EdgeShard.create(str(shard_dir), edge_config(config, metadata.dim, metadata.distance))
+
+    # Data ------------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> CollectionMetadata:
+        return self._metadata
+
+    @property
+    def path(self) -> Path:
+        return self._dir
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None) -> None:
+        ids, vectors, payloads = self._check_batch(ids, vectors, payloads)
+        if not ids:
+            return
+        qe = self._qe
+        rows = vectors.tolist()
+        points = [qe.Point(point_id(pid), row, payload) for pid, row, payload in zip(ids, rows, payloads)]
+        self._shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def _params(self, hnsw_ef: int | None, exact: bool) -> Any:
+        qe = self._qe
+        quant = self.config.quantization
+        qparams = (
+            qe.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling)
+            if quant.enabled
+            else None
+        )
+        return qe.SearchParams(hnsw_ef=hnsw_ef or self.config.hnsw.hnsw_ef, exact=exact, quantization=qparams)
+
+    def _request(self, row: list[float], k: int, flt: Any, params: Any) -> Any:
+        qe = self._qe
+        return qe.QueryRequest(
+            limit=int(k), query=qe.Query.Nearest(row), filter=flt, params=params, with_payload=True, with_vector=False
+        )
+
+    def search(self, vector, k=10, filter=None, hnsw_ef=None, exact=False) -> list[SearchHit]:
+        rows = self._check_query(vector)
+        if rows.shape[0] != 1:
+            raise ValueError(f"search: expected one query vector, got {rows.shape[0]} (use search_batch)")
+        request = self._request(rows[0].tolist(), k, self._filter(filter), self._params(hnsw_ef, exact))
+        return [make_hit(p.id, p.score, p.payload) for p in self._shard.query(request)]
+
+    def search_batch(self, vectors, k=10, filter=None, hnsw_ef=None, exact=False) -> list[list[SearchHit]]:
+        rows = self._check_query(vectors)
+        flt, params = self._filter(filter), self._params(hnsw_ef, exact)
+        batch = self._qe.QueryBatchRequest([self._request(r, k, flt, params) for r in rows.tolist()])
+        return [[make_hit(p.id, p.score, p.payload) for p in hits] for hits in self._shard.query_batch(batch)]
+
+    def count(self, filter=None) -> int:
+        return int(self._shard.count(self._qe.CountRequest(exact=True, filter=self._filter(filter))))
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        ids = list(ids)
+        if not ids:
+            return []
+        pids = [point_id(i) for i in ids]
+        records = self._shard.retrieve(pids, with_payload=True, with_vector=bool(with_vectors))
+        by_id = {str(r.id): r for r in records}
+        out = []
+        for pid in pids:
+            r = by_id.get(pid)
+            if r is not None:
+                out.append(make_point(r.id, r.payload, r.vector if with_vectors else None))
+        return out
+
+    def delete(self, ids: Sequence[str]) -> None:
+        ids = list(ids)
+        if ids:
+            self._shard.update(self._qe.UpdateOperation.delete_points([point_id(i) for i in ids]))
+
+    def create_payload_index(self, field_name: str) -> None:
+        qe = self._qe
+        if field_name in self._shard.info().payload_schema:
+            return
+        self._shard.update(qe.UpdateOperation.create_field_index(field_name, qe.PayloadSchemaType.Keyword))
+
+    def flush(self) -> None:
+        self._shard.flush()
+
+    def optimize(self) -> None:
+        self._shard.optimize()
+        self._shard.flush()
+
+    def info(self) -> dict[str, Any]:
+        shard_info = self._shard.info()
+        return {
+            "backend": self.backend,
+            "location": str(self._dir),
+            "collection": self.config.collection,
+            "count": int(shard_info.points_count),
+            "indexed_vectors": int(shard_info.indexed_vectors_count),
+            "segments": int(shard_info.segments_count),
+            "payload_indexes": sorted(shard_info.payload_schema),
+            "metadata": self._metadata.to_dict(),
+        }
+
+    # State records -----------------------------------------------------------------------
+
+    def _state_path(self, name: str) -> Path:
+        if not _STATE_NAME.match(name):
+            raise ValueError(f"state names may hold letters, digits, '_', '-', '.': got {name!r}")
+        return self._dir / STATE_DIR / f"{name}.json"
+
+    def load_state(self, name: str) -> dict[str, Any] | None:
+        path = self._state_path(name)
+        return read_json(path) if path.is_file() else None
+
+    def save_state(self, name: str, data: Mapping[str, Any] | None) -> None:
+        path = self._state_path(name)
+        if data is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_json_atomic(path, dict(data))
+
+    def close(self) -> None:
+        if self._shard is not None:
+            try:
+                self._shard.flush()
+                self._shard.close()
+            finally:
+                self._shard = None
+                self._lock.release()
+
+    # Filters -----------------------------------------------------------------------------
+
+    def _filter(self, spec: Mapping[str, Any] | None) -> Any:
+        conditions = parse_filter(spec)
+        if not conditions:
+            return None
+        return self._qe.Filter(must=[self._condition(c) for c in conditions])
+
+    def _condition(self, c: Condition) -> Any:
+        qe = self._qe
+        if c.op == "eq":
+            return qe.FieldCondition(c.key, match=qe.MatchValue(c.value))
+        if c.op == "any":
+            return qe.FieldCondition(c.key, match=qe.MatchAny(list(c.value)))
+        return qe.FieldCondition(c.key, range=qe.RangeFloat(**c.value))
+
+
+def edge_config(config: StoreConfig, dim: int, distance: str) -> Any:
+    """The Qdrant Edge shard configuration for a new collection."""
+    qe = _edge()
+    hnsw = config.hnsw
+    quant = config.quantization
+    quantization = None
+    if quant.enabled:
+        quantization = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=quant.quantile, always_ram=quant.always_ram)
+    return qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=int(dim), distance=_DISTANCES[distance](qe), on_disk=config.on_disk_vectors),
+        hnsw_config=qe.HnswIndexConfig(
+            m=hnsw.m,
+            ef_construct=hnsw.ef_construct,
+            full_scan_threshold=hnsw.full_scan_threshold_kb,
+            max_indexing_threads=hnsw.max_indexing_threads,
+            on_disk=hnsw.on_disk,
+        ),
+        quantization_config=quantization,
+        on_disk_payload=config.on_disk_payload,
+        max_search_threads=config.search_threads,
+    )
+
+
+_DISTANCES = {"cosine": lambda qe: qe.Distance.Cosine, "dot": lambda qe: qe.Distance.Dot}
+
