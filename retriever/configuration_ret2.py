@@ -1,0 +1,170 @@
+"""ReT-2 configuration.
+
+What the paper fixes (shared encoder, three tapped layers per tower, a recurrent
+Transformer cell with LSTM-style gates, one normalised vector per item) is structure;
+every value the paper does not pin down is a field here, with the defaults chosen in
+``shared/docs/retriever.md`` (32 state tokens, width 1024, heads = width / 64, MLP 4x,
+dropout 0.05, mean pooling of the final state then a linear projection to 768).
+Parameter names in the model follow ReT-1's code (``ret_cell.*``, ``text_adapter.N``,
+``vision_adapter.N``) so that mapping released checkpoints stays small.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig
+
+from .backbones import backbone_spec
+
+DEFAULT_QUERY_INSTRUCTION = "Retrieve documents that provide an answer to the question alongside the image:"
+
+
+def default_layers(num_layers: int) -> list[int]:
+    """First, middle and last block of a tower with ``num_layers`` blocks."""
+    return [0, num_layers // 2, num_layers - 1]
+
+
+class ReT2Config(PretrainedConfig):
+    r"""Configuration of a :class:`~retriever.ReT2Model`.
+
+    Args:
+        backbone_config: configuration of the vision-language backbone (``CLIPConfig``,
+            ``SiglipConfig`` or ``Siglip2Config``, or its dict form).
+        backbone_name_or_path: where the backbone (and its tokenizer / image processor)
+            originally came from; recorded for provenance.
+        text_layers / vision_layers: indices of the tapped blocks in each tower (0-based,
+            negative indices count from the end). Default: first, middle, last. Both
+            lists must have the same length: the cell takes one step per pair.
+        num_state_tokens: number of learnable state tokens ``k``.
+        hidden_size: width ``d`` of the recurrent cell.
+        num_attention_heads: heads of the cell's attentions (default ``hidden_size // 64``).
+        intermediate_size: MLP width (default ``4 * hidden_size``).
+        embedding_dim: size of the output vector.
+        dropout / attention_dropout: dropout in the MLP / attentions.
+        activation: ``"gelu"`` or ``"relu"`` for the cell MLP.
+        input_gate_bias_prior / forget_gate_bias_prior: constants added inside the
+            input / forget gate sigmoids (ReT-1 uses 0; a positive forget prior makes
+            the cell keep its state early in training).
+        state_init_std: std of the normal init of the initial state ``H_0``.
+        use_tanh: apply ``tanh`` to the state and candidates before gating (ReT-1 option).
+        freeze_backbone: keep the backbone fixed during training.
+        prune_backbone: drop the backbone blocks after the deepest tapped layer (they
+            cannot influence the output, so this saves memory and time).
+        max_text_length: token budget for texts (default: the text tower's positions).
+        query_instruction: prepended to query texts as ``"{instruction} {question}"``.
+    """
+
+    model_type = "ret2"
+    sub_configs = {"backbone_config": AutoConfig}
+
+    def __init__(
+        self,
+        backbone_config: PretrainedConfig | dict[str, Any] | None = None,
+        backbone_name_or_path: str | None = None,
+        text_layers: list[int] | None = None,
+        vision_layers: list[int] | None = None,
+        num_state_tokens: int = 32,
+        hidden_size: int = 1024,
+        num_attention_heads: int | None = None,
+        intermediate_size: int | None = None,
+        embedding_dim: int = 768,
+        dropout: float = 0.05,
+        attention_dropout: float = 0.05,
+        activation: str = "gelu",
+        input_gate_bias_prior: float = 0.0,
+        forget_gate_bias_prior: float = 0.0,
+        state_init_std: float = 0.2,
+        use_tanh: bool = False,
+        freeze_backbone: bool = False,
+        prune_backbone: bool = True,
+        max_text_length: int | None = None,
+        query_instruction: str = DEFAULT_QUERY_INSTRUCTION,
+        layer_norm_eps: float = 1e-5,
+        initializer_range: float = 0.02,
+        **kwargs: Any,
+    ):
+        if isinstance(backbone_config, dict):
+            backbone_config = dict(backbone_config)
+            model_type = backbone_config.pop("model_type", None)
+            if model_type is None:
+                raise ValueError("ReT2Config.backbone_config: the dict form needs a 'model_type' (e.g. 'clip')")
+            backbone_config = AutoConfig.for_model(model_type, **backbone_config)
+        self.backbone_config = backbone_config
+        self.backbone_name_or_path = backbone_name_or_path
+        self.num_state_tokens = num_state_tokens
+        self.hidden_size = hidden_size
+        self.num_attention_heads = num_attention_heads or max(1, hidden_size // 64)
+        self.intermediate_size = intermediate_size or 4 * hidden_size
+        self.embedding_dim = embedding_dim
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.activation = activation
+        self.input_gate_bias_prior = input_gate_bias_prior
+        self.forget_gate_bias_prior = forget_gate_bias_prior
+        self.state_init_std = state_init_std
+        self.use_tanh = use_tanh
+        self.freeze_backbone = freeze_backbone
+        self.prune_backbone = prune_backbone
+        self.query_instruction = query_instruction
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.text_layers = list(text_layers) if text_layers is not None else None
+        self.vision_layers = list(vision_layers) if vision_layers is not None else None
+        self.max_text_length = max_text_length
+        super().__init__(**kwargs)
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"ReT2Config.hidden_size ({self.hidden_size}) must be a multiple of "
+                f"num_attention_heads ({self.num_attention_heads})"
+            )
+        if self.activation not in ("gelu", "relu"):
+            raise ValueError(f"ReT2Config.activation must be 'gelu' or 'relu', got {self.activation!r}")
+        for name in ("num_state_tokens", "hidden_size", "embedding_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ReT2Config.{name} must be positive, got {getattr(self, name)}")
+        if self.backbone_config is None:
+            return
+        spec = backbone_spec(self.backbone_config)
+        n_text = spec.num_text_layers(self.backbone_config)
+        n_vision = spec.num_vision_layers(self.backbone_config)
+        if self.text_layers is None:
+            self.text_layers = default_layers(n_text)
+        if self.vision_layers is None:
+            self.vision_layers = default_layers(n_vision)
+        self.text_layers = _normalise_layers("text_layers", self.text_layers, n_text, f"text tower of '{spec.name}'")
+        self.vision_layers = _normalise_layers(
+            "vision_layers", self.vision_layers, n_vision, f"vision tower of '{spec.name}'"
+        )
+        if len(self.text_layers) != len(self.vision_layers):
+            raise ValueError(
+                f"ReT2Config: text_layers {self.text_layers} and vision_layers {self.vision_layers} must have the "
+                "same length (the cell takes one step per text/vision layer pair)"
+            )
+        if self.max_text_length is None:
+            self.max_text_length = spec.max_text_positions(self.backbone_config)
+
+    @property
+    def num_steps(self) -> int:
+        """Number of recurrent steps (tapped layer pairs)."""
+        return len(self.text_layers or [])
+
+
+def _normalise_layers(field: str, layers: list[int], num_layers: int, what: str) -> list[int]:
+    out = []
+    for idx in layers:
+        if not isinstance(idx, int) or isinstance(idx, bool):
+            raise ValueError(f"ReT2Config.{field}: layer indices must be integers, got {idx!r}")
+        real = idx + num_layers if idx < 0 else idx
+        if not 0 <= real < num_layers:
+            raise ValueError(
+                f"ReT2Config.{field}: layer {idx} does not exist; the {what} has {num_layers} blocks "
+                f"(valid indices 0..{num_layers - 1}, or -{num_layers}..-1)"
+            )
+        out.append(real)
+    if not out:
+        raise ValueError(f"ReT2Config.{field}: at least one layer must be tapped")
+    return out

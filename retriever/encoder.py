@@ -1,0 +1,245 @@
+"""The user-facing ReT-2 encoder: items in, normalised float32 vectors out.
+
+:class:`ReT2Encoder` pairs a :class:`ReT2Model` with its :class:`ReT2Processor` and
+takes care of what every caller would otherwise repeat: loading images from paths
+(in parallel threads), clear per-item errors, batching with length bucketing (items
+are sorted by size so batches pad little, then returned in the caller's order),
+``torch.inference_mode``, device and dtype, and a progress bar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .configuration_ret2 import ReT2Config
+from .modeling_ret2 import ReT2Model
+from .processing_ret2 import ImageLike, ItemError, ReT2Processor, RetrievalItem, load_image
+
+logger = logging.getLogger(__name__)
+
+BadImageCallback = Callable[[int, str], None]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None``/``"auto"``: float32 on CPU, bfloat16 on GPUs that support it, else float16."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r} (use auto, float32, bfloat16 or float16)") from None
+
+
+class ReT2Encoder:
+    """Encode queries and documents (text, image, or both) into one shared vector space.
+
+    Example::
+
+        encoder = ReT2Encoder.from_pretrained("path/or/hub-id")
+        q = encoder.encode_queries(["Which year was this building completed?"], images=["photo.jpg"])
+        d = encoder.encode_documents(["The tower was completed in 1889 ..."])
+        scores = q @ d.T
+    """
+
+    def __init__(
+        self,
+        model: ReT2Model,
+        processor: ReT2Processor,
+        name_or_path: str | None = None,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        image_workers: int = 4,
+    ):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.processor = processor
+        self.name_or_path = name_or_path or getattr(model.config, "_name_or_path", "") or "ret2"
+        self.revision = revision
+        self.image_workers = max(1, int(image_workers))
+        self._fingerprint: str | None = None
+        self._source_dir: Path | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> "ReT2Encoder":
+        """Load a ReT-2 checkpoint (hub id or local directory) with its processor."""
+        from ret2vqa.hub import resolve_model
+
+        local = resolve_model(name_or_path, revision, config_field="encoder.name_or_path")
+        model = ReT2Model.from_pretrained(local)
+        processor = ReT2Processor.from_pretrained(local)
+        encoder = cls(model, processor, name_or_path=name_or_path, revision=revision, device=device, dtype=dtype,
+                      **kwargs)
+        encoder._source_dir = Path(local)
+        return encoder
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone_name_or_path: str,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **config_kwargs: Any,
+    ) -> "ReT2Encoder":
+        """A new ReT-2 (untrained cell) on a pretrained CLIP / SigLIP backbone: the start of training."""
+        from ret2vqa.hub import resolve_model
+
+        model = ReT2Model.from_backbone(backbone_name_or_path, revision=revision, **config_kwargs)
+        local = resolve_model(backbone_name_or_path, revision, config_field="backbone")
+        processor = ReT2Processor.from_pretrained(
+            local, spec=model.spec, max_text_length=model.config.max_text_length
+        )
+        return cls(model, processor, name_or_path=f"ret2-untrained:{backbone_name_or_path}", device=device,
+                   dtype=dtype)
+
+    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save weights (safetensors), config and processor so that ``from_pretrained(directory)`` restores them."""
+        self.model.save_pretrained(directory, **kwargs)
+        self.processor.save_pretrained(directory)
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def config(self) -> ReT2Config:
+        return self.model.config
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.config.embedding_dim)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the weights, so a store can tell whether it was built by this encoder.
+
+        Covers the architecture (config) and the weights: the checkpoint files when loaded
+        from disk (independent of the dtype used at run time), else the parameters in memory.
+        """
+        if self._fingerprint is None:
+            digest = hashlib.sha256(self.model.config.to_json_string(use_diff=False).encode())
+            files = sorted(self._source_dir.glob("*.safetensors")) if self._source_dir else []
+            if files:
+                for path in files:
+                    with open(path, "rb") as fh:
+                        for chunk in iter(lambda: fh.read(1 << 24), b""):
+                            digest.update(chunk)
+            else:
+                for name, tensor in sorted(self.model.state_dict().items()):
+                    digest.update(name.encode())
+                    digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    # ------------------------------------------------------------------ encoding
+    def query_text(self, question: str, instruction: str | None = None) -> str:
+        """``"{instruction} {question}"``; the config's query instruction by default, none if ``""``."""
+        instruction = self.config.query_instruction if instruction is None else instruction
+        return f"{instruction} {question}".strip() if instruction else question
+
+    def encode_queries(
+        self,
+        questions: Sequence[str | None],
+        images: Sequence[ImageLike] | None = None,
+        instruction: str | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Encode queries: each question is prefixed with the query instruction."""
+        images = list(images) if images is not None else [None] * len(questions)
+        if len(images) != len(questions):
+            raise ValueError(f"got {len(questions)} questions but {len(images)} images")
+        # As in ReT-M2KR, an image-only query still carries the instruction as its text.
+        texts = [self.query_text(q or "", instruction) or None for q in questions]
+        return self.encode([RetrievalItem(t, im) for t, im in zip(texts, images)], **kwargs)
+
+    def encode_documents(
+        self, texts: Sequence[str | None], images: Sequence[ImageLike] | None = None, **kwargs: Any
+    ) -> np.ndarray:
+        """Encode documents (passages, optionally with their image)."""
+        images = list(images) if images is not None else [None] * len(texts)
+        if len(images) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(images)} images")
+        return self.encode([RetrievalItem(t, im) for t, im in zip(texts, images)], **kwargs)
+
+    def encode(
+        self,
+        items: Iterable[Any],
+        batch_size: int = 32,
+        show_progress: bool = False,
+        on_bad_image: BadImageCallback | None = None,
+        as_tensor: bool = False,
+    ) -> np.ndarray | torch.Tensor:
+        """Encode items (``RetrievalItem``, ``{"text", "image"}``, ``(text, image)`` or a string).
+
+        Returns float32 L2-normalised vectors, one row per item in the given order.
+        A missing/unreadable image raises :class:`ItemError`, unless ``on_bad_image`` is
+        given: then it is called with ``(index, message)`` and the item is encoded
+        from its text alone (an item left with neither text nor image still raises).
+        """
+        items = [RetrievalItem.coerce(item, i) for i, item in enumerate(items)]
+        for i, item in enumerate(items):
+            if not item.has_text and not item.has_image:
+                raise ItemError(i, "has neither text nor image")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        out = torch.empty((len(items), self.embedding_dim), dtype=torch.float32)
+        # Length bucketing: similar items share a batch, so padding (and wasted compute) is small.
+        order = sorted(range(len(items)), key=lambda i: (items[i].has_image, len(items[i].text or "")))
+        bar = tqdm(total=len(items), desc="encoding", unit="item", disable=not show_progress, smoothing=0.05)
+        with ThreadPoolExecutor(max_workers=self.image_workers) as pool:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                texts = [items[i].text if items[i].has_text else None for i in idx]
+                images = list(pool.map(lambda i: self._load(items[i], i, on_bad_image), idx))
+                out[idx] = self._encode_batch(texts, images)
+                bar.update(len(idx))
+        bar.close()
+        return out if as_tensor else out.numpy()
+
+    def _load(self, item: RetrievalItem, index: int, on_bad_image: BadImageCallback | None):
+        if not item.has_image:
+            return None
+        try:
+            return load_image(item.image, index)
+        except ItemError as exc:
+            if on_bad_image is None or not item.has_text:
+                raise
+            on_bad_image(index, str(exc))
+            return None
+
+    @torch.inference_mode()
+    def _encode_batch(self, texts: list[str | None], images: list[Any]) -> torch.Tensor:
+        batch = self.processor(texts, images).to(self.device)
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
+        embeddings = self.model(**batch).embeddings
+        return embeddings.float().cpu()
+
+    def __repr__(self) -> str:
+        return (f"ReT2Encoder(name_or_path={self.name_or_path!r}, backbone={self.model.spec.name}, "
+                f"dim={self.embedding_dim}, device={self.device}, dtype={self.dtype})")

@@ -1,0 +1,367 @@
+"""ReT-2: a recurrent Transformer cell over a few layers of a vision-language backbone.
+
+Per item, the text tower and the vision tower of a dual encoder (CLIP / SigLIP) are
+run once; the hidden states of a few tapped blocks (early, middle, late) are mapped
+by per-layer adapters to the cell width. A single cell, shared across steps, then
+updates ``k`` state tokens once per tapped layer pair::
+
+    X  = H + P ;  Xn = LN(X)
+    R  = X + SelfAttn(Xn)
+    T  = CrossAttn_text(Xn, LN(adapter_t[l](text_tokens_l)))      (key padding mask)
+    V  = CrossAttn_image(Xn, LN(adapter_v[l](image_tokens_l)))
+    i_t = sigmoid(W_it T + b_i) * text_mask
+    i_v = sigmoid(W_iv V + b_i) * image_mask
+    f   = sigmoid(text_mask * W_ft T + image_mask * W_fv V + b_f)
+    H'  = f * R + i_t * T + i_v * V
+    H   = H' + MLP(LN(H'))
+
+The final state is mean-pooled, projected to ``embedding_dim`` and L2-normalised:
+one vector per item, compared by dot product.
+
+A missing modality is masked *and skipped*: towers and cross-attentions run only on
+the items that have that modality, and the masked gates are exactly zero, so the
+missing side cannot influence the embedding and text-only passages cost no vision
+compute. Parameter names follow ReT-1 (``ret_cell.*``, ``text_adapter.N``,
+``vision_adapter.N``, ``late_proj``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+try:  # transformers >= 5: init helpers that leave loaded weights alone
+    from transformers import initialization as init
+except ImportError:  # pragma: no cover - transformers 4.x
+    from torch.nn import init
+
+from .backbones import backbone_spec, prune_tower
+from .configuration_ret2 import ReT2Config
+
+
+def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
+    """The fixed sinusoidal position table ``P`` added to the state at every step."""
+    position = torch.arange(num_positions, dtype=torch.float32).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(1, num_positions, dim)
+    table[..., 0::2] = torch.sin(position * div_term)
+    table[..., 1::2] = torch.cos(position * div_term[: dim // 2])
+    return table
+
+
+@dataclass
+class ModalityTokens:
+    """One modality's adapted tokens at one step, for the items that have that modality.
+
+    ``rows`` indexes those items in the batch (``None``: every item); ``key_padding_mask``
+    is ``True`` at padded positions.
+    """
+
+    tokens: torch.Tensor
+    key_padding_mask: torch.Tensor | None
+    rows: torch.Tensor | None
+
+
+class ReT2Cell(nn.Module):
+    """The recurrent cell, shared across steps (one step per tapped layer pair)."""
+
+    def __init__(self, config: ReT2Config):
+        super().__init__()
+        d, heads = config.hidden_size, config.num_attention_heads
+        self.num_state_tokens = config.num_state_tokens
+        self.query_hidden_states = nn.Parameter(torch.zeros(1, config.num_state_tokens, d))
+        self.register_buffer("query_state_ids", sinusoidal_table(config.num_state_tokens, d), persistent=False)
+
+        self.sa = nn.MultiheadAttention(d, heads, dropout=config.attention_dropout, batch_first=True)
+        self.text_xa = nn.MultiheadAttention(d, heads, dropout=config.attention_dropout, batch_first=True, bias=False)
+        self.vision_xa = nn.MultiheadAttention(
+            d, heads, dropout=config.attention_dropout, batch_first=True, bias=False
+        )
+        act = nn.GELU() if config.activation == "gelu" else nn.ReLU()
+        self.mlp = nn.Sequential(
+            nn.Linear(d, config.intermediate_size),
+            nn.Dropout(config.dropout),
+            act,
+            nn.Linear(config.intermediate_size, d),
+            nn.Dropout(config.dropout),
+        )
+        self.text_input_gate_w = nn.Linear(d, d)
+        self.vision_input_gate_w = nn.Linear(d, d)
+        self.text_forget_gate_w = nn.Linear(d, d)
+        self.vision_forget_gate_w = nn.Linear(d, d)
+
+        self.xa_ln = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.text_ln = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.vision_ln = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.mlp_ln = nn.LayerNorm(d, eps=config.layer_norm_eps)
+
+        self.input_gate_bias_prior = float(config.input_gate_bias_prior)
+        self.forget_gate_bias_prior = float(config.forget_gate_bias_prior)
+        self.state_act = nn.Tanh() if config.use_tanh else nn.Identity()
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        return self.query_hidden_states.expand(batch_size, -1, -1)
+
+    def _cross(
+        self, attn: nn.MultiheadAttention, norm: nn.LayerNorm, queries: torch.Tensor, kv: ModalityTokens | None
+    ) -> torch.Tensor:
+        """Cross-attention for the rows that have this modality; zeros elsewhere."""
+        out = torch.zeros_like(queries)
+        if kv is None:
+            return out
+        keys = norm(kv.tokens)
+        q = queries if kv.rows is None else queries.index_select(0, kv.rows)
+        attended = attn(q, keys, keys, key_padding_mask=kv.key_padding_mask, need_weights=False)[0]
+        if kv.rows is None:
+            return attended
+        return out.index_copy(0, kv.rows, attended)
+
+    def forward(
+        self,
+        state: torch.Tensor,
+        text: ModalityTokens | None,
+        vision: ModalityTokens | None,
+        text_mask: torch.Tensor,
+        image_mask: torch.Tensor,
+        shared_state: bool = False,
+    ) -> torch.Tensor:
+        """One step. ``shared_state``: every row of ``state`` is the same (the initial
+        state), so the state-only part (self-attention) is computed once and broadcast."""
+        batch = state.shape[0]
+        if shared_state:
+            state = state[:1]
+        x = state + self.query_state_ids.to(state.dtype)
+        xn = self.xa_ln(x)
+        residual = x + self.sa(xn, xn, xn, need_weights=False)[0]
+        if shared_state:
+            xn, residual = xn.expand(batch, -1, -1), residual.expand(batch, -1, -1)
+
+        t = self._cross(self.text_xa, self.text_ln, xn, text)
+        v = self._cross(self.vision_xa, self.vision_ln, xn, vision)
+
+        tm = text_mask.to(state.dtype)[:, None, None]
+        im = image_mask.to(state.dtype)[:, None, None]
+        text_input_gate = torch.sigmoid(self.text_input_gate_w(t) + self.input_gate_bias_prior) * tm
+        vision_input_gate = torch.sigmoid(self.vision_input_gate_w(v) + self.input_gate_bias_prior) * im
+        forget_gate = torch.sigmoid(
+            self.text_forget_gate_w(t) * tm + self.vision_forget_gate_w(v) * im + self.forget_gate_bias_prior
+        )
+        new_state = (
+            self.state_act(residual) * forget_gate
+            + self.state_act(t) * text_input_gate
+            + self.state_act(v) * vision_input_gate
+        )
+        return new_state + self.mlp(self.mlp_ln(new_state))
+
+
+@dataclass
+class ReT2Output(ModelOutput):
+    """``embeddings``: (batch, embedding_dim), L2-normalised. ``state``: final state tokens."""
+
+    embeddings: torch.Tensor | None = None
+    state: torch.Tensor | None = None
+
+
+class ReT2PreTrainedModel(PreTrainedModel):
+    config_class = ReT2Config
+    base_model_prefix = "ret2"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ReT2Cell"]
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, ReT2Cell):
+            init.normal_(module.query_hidden_states, mean=0.0, std=self.config.state_init_std)
+            init.copy_(
+                module.query_state_ids,
+                sinusoidal_table(self.config.num_state_tokens, self.config.hidden_size),
+            )
+        elif isinstance(module, nn.MultiheadAttention):
+            init.xavier_uniform_(module.in_proj_weight)
+            if module.in_proj_bias is not None:
+                init.zeros_(module.in_proj_bias)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+class ReT2Model(ReT2PreTrainedModel):
+    """The ReT-2 encoder: backbone towers + adapters + recurrent cell + projection.
+
+    Build a fresh model on a pretrained backbone with :meth:`from_backbone`; load a
+    trained one with ``from_pretrained``. For batched encoding of raw texts/images use
+    :class:`retriever.ReT2Encoder`, which pairs the model with its processor.
+    """
+
+    def __init__(self, config: ReT2Config, backbone: nn.Module | None = None):
+        super().__init__(config)
+        if config.backbone_config is None:
+            raise ValueError("ReT2Config.backbone_config is required to build a ReT2Model")
+        spec = backbone_spec(config.backbone_config)
+        self.spec = spec
+        if backbone is None:
+            backbone = spec.build(config.backbone_config)
+        self.text_model, self.vision_model = spec.towers(backbone)
+        if config.prune_backbone:
+            prune_tower(self.text_model, max(config.text_layers) + 1)
+            prune_tower(self.vision_model, max(config.vision_layers) + 1)
+        d = config.hidden_size
+        text_width = spec.text_width(config.backbone_config)
+        vision_width = spec.vision_width(config.backbone_config)
+        self.text_adapter = nn.ModuleList([nn.Linear(text_width, d) for _ in config.text_layers])
+        self.vision_adapter = nn.ModuleList([nn.Linear(vision_width, d) for _ in config.vision_layers])
+        self.ret_cell = ReT2Cell(config)
+        self.late_proj = nn.Linear(d, config.embedding_dim, bias=False)
+        self.post_init()
+        if config.freeze_backbone:
+            self.freeze_backbone()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_backbone(
+        cls, backbone_name_or_path: str, revision: str | None = None, **config_kwargs: Any
+    ) -> "ReT2Model":
+        """A new ReT-2 (random cell) on a pretrained backbone, e.g. ``openai/clip-vit-base-patch32``."""
+        from ret2vqa.hub import resolve_model
+
+        local = resolve_model(backbone_name_or_path, revision, config_field="backbone")
+        backbone_config = AutoConfig.from_pretrained(local)
+        spec = backbone_spec(backbone_config)
+        pretrained = spec.model_cls().from_pretrained(local)
+        config = ReT2Config(
+            backbone_config=backbone_config, backbone_name_or_path=backbone_name_or_path, **config_kwargs
+        )
+        model = cls(config)
+        model.load_backbone_weights(pretrained)
+        return model
+
+    def load_backbone_weights(self, backbone: nn.Module) -> None:
+        """Copy pretrained tower weights into this model (pruned blocks are ignored)."""
+        text, vision = self.spec.towers(backbone)
+        for mine, theirs in ((self.text_model, text), (self.vision_model, vision)):
+            own = mine.state_dict()
+            state = {k: v for k, v in theirs.state_dict().items() if k in own}
+            missing = sorted(set(own) - set(state))
+            if missing:
+                raise ValueError(f"backbone weights are missing parameters: {missing[:5]}")
+            mine.load_state_dict(state, strict=True)
+
+    def freeze_backbone(self) -> None:
+        """Keep the towers fixed (``requires_grad=False``, eval mode during training)."""
+        self.text_model.requires_grad_(False)
+        self.vision_model.requires_grad_(False)
+        self.config.freeze_backbone = True
+
+    def train(self, mode: bool = True) -> "ReT2Model":
+        super().train(mode)
+        if self.config.freeze_backbone:
+            self.text_model.eval()
+            self.vision_model.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def _text_tokens(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, rows: torch.Tensor | None
+    ) -> list[ModalityTokens]:
+        if rows is not None:
+            input_ids = input_ids.index_select(0, rows)
+            attention_mask = attention_mask.index_select(0, rows) if attention_mask is not None else None
+        tower_mask = attention_mask if self.spec.pass_text_attention_mask else None
+        hidden = self.text_model(input_ids=input_ids, attention_mask=tower_mask, output_hidden_states=True).hidden_states
+        key_padding = (attention_mask == 0) if attention_mask is not None else None
+        return [
+            ModalityTokens(adapter(hidden[layer + 1]), key_padding, rows)
+            for adapter, layer in zip(self.text_adapter, self.config.text_layers)
+        ]
+
+    def _vision_tokens(
+        self, pixel_values: torch.Tensor, extra: dict[str, torch.Tensor], rows: torch.Tensor | None
+    ) -> list[ModalityTokens]:
+        if rows is not None:
+            pixel_values = pixel_values.index_select(0, rows)
+            extra = {k: v.index_select(0, rows) for k, v in extra.items()}
+        hidden = self.vision_model(pixel_values=pixel_values, output_hidden_states=True, **extra).hidden_states
+        key_padding = None
+        if self.spec.image_key_mask_input and self.spec.image_key_mask_input in extra:
+            key_padding = extra[self.spec.image_key_mask_input] == 0
+        return [
+            ModalityTokens(adapter(hidden[layer + 1]), key_padding, rows)
+            for adapter, layer in zip(self.vision_adapter, self.config.vision_layers)
+        ]
+
+    @staticmethod
+    def _rows(mask: torch.Tensor) -> torch.Tensor | None | bool:
+        """``None`` if every item has the modality, ``False`` if none has it, else the indices."""
+        present = mask > 0
+        if bool(present.all()):
+            return None
+        if not bool(present.any()):
+            return False
+        return present.nonzero(as_tuple=True)[0]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        image_mask: torch.Tensor | None = None,
+        return_state: bool = False,
+        **vision_kwargs: torch.Tensor,
+    ) -> ReT2Output:
+        """Embed a batch. ``text_mask`` / ``image_mask`` (one 0/1 per item) switch a modality off.
+
+        Inputs hold one row per item; rows of a masked-off modality are ignored (their
+        content has no effect). ``vision_kwargs`` carries backbone-specific vision inputs
+        (SigLIP 2's ``pixel_attention_mask`` and ``spatial_shapes``).
+        """
+        if input_ids is None and pixel_values is None:
+            raise ValueError("ReT2Model.forward needs input_ids, pixel_values, or both")
+        batch = input_ids.shape[0] if input_ids is not None else pixel_values.shape[0]
+        device = self.ret_cell.query_hidden_states.device
+        if text_mask is None:
+            text_mask = torch.full((batch,), 1.0 if input_ids is not None else 0.0, device=device)
+        if image_mask is None:
+            image_mask = torch.full((batch,), 1.0 if pixel_values is not None else 0.0, device=device)
+        text_mask, image_mask = text_mask.to(device), image_mask.to(device)
+        if input_ids is None and bool((text_mask > 0).any()):
+            raise ValueError("text_mask marks items with text but no input_ids were given")
+        if pixel_values is None and bool((image_mask > 0).any()):
+            raise ValueError("image_mask marks items with an image but no pixel_values were given")
+        if not bool(((text_mask > 0) | (image_mask > 0)).all()):
+            raise ValueError("every item needs text, an image, or both (found one with neither)")
+
+        text_rows = self._rows(text_mask)
+        image_rows = self._rows(image_mask)
+        text_steps = self._text_tokens(input_ids, attention_mask, text_rows) if text_rows is not False else None
+        extra = {k: v for k, v in vision_kwargs.items() if k in self.spec.extra_vision_inputs and v is not None}
+        vision_steps = (
+            self._vision_tokens(pixel_values.to(self.dtype), extra, image_rows) if image_rows is not False else None
+        )
+
+        state = self.ret_cell.initial_state(batch)
+        for step in range(self.config.num_steps):
+            state = self.ret_cell(
+                state,
+                text_steps[step] if text_steps is not None else None,
+                vision_steps[step] if vision_steps is not None else None,
+                text_mask,
+                image_mask,
+                shared_state=step == 0 and not self.training,
+            )
+        embeddings = F.normalize(self.late_proj(state.mean(dim=1)), p=2, dim=-1)
+        return ReT2Output(embeddings=embeddings, state=state if return_state else None)

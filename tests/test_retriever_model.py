@@ -1,0 +1,212 @@
+"""ReT-2 encoder: shapes, invariances, masking, persistence and input errors (tiny random backbones)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from retriever import (
+    ItemError,
+    ReT2Config,
+    ReT2Encoder,
+    ReT2Model,
+    RetrievalItem,
+    build_tiny_encoder,
+    build_tiny_model,
+)
+from retriever.tiny import tiny_backbone_config
+
+BACKBONES = ["clip", "siglip", "siglip2"]
+
+
+def random_image(seed: int, size=(40, 52)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module", params=BACKBONES)
+def encoder(request):
+    return build_tiny_encoder(request.param, seed=1)
+
+
+def mixed_items(fixtures_dir):
+    return [
+        RetrievalItem(text="The Falcon 9 rocket lifted off from Cape Canaveral."),
+        RetrievalItem(image=fixtures_dir / "images" / "rocket.jpg"),
+        RetrievalItem(text="Chelsea the cat", image=fixtures_dir / "images" / "chelsea.png"),
+        RetrievalItem(text="short"),
+        RetrievalItem(image=random_image(3)),
+        RetrievalItem(text="an image with a long description " * 3, image=random_image(4)),
+    ]
+
+
+def test_shapes_dtype_and_normalisation(encoder, fixtures_dir):
+    vectors = encoder.encode(mixed_items(fixtures_dir))
+    assert vectors.shape == (6, encoder.embedding_dim)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # different items get different vectors
+    assert np.abs(vectors[0] - vectors[3]).max() > 1e-4
+
+
+def test_batch_order_independence_and_one_by_one(encoder, fixtures_dir):
+    items = mixed_items(fixtures_dir)
+    batched = encoder.encode(items, batch_size=6)
+    perm = [4, 2, 0, 5, 1, 3]
+    permuted = encoder.encode([items[i] for i in perm], batch_size=6)
+    np.testing.assert_allclose(permuted, batched[perm], atol=1e-5)
+    singly = np.stack([encoder.encode([item])[0] for item in items])
+    np.testing.assert_allclose(singly, batched, atol=1e-5)
+    small_batches = encoder.encode(items, batch_size=2)
+    np.testing.assert_allclose(small_batches, batched, atol=1e-5)
+
+
+def test_deterministic_in_eval_mode(encoder, fixtures_dir):
+    items = mixed_items(fixtures_dir)
+    np.testing.assert_array_equal(encoder.encode(items), encoder.encode(items))
+
+
+def _model_inputs(encoder, texts, images):
+    return dict(encoder.processor(texts, images))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_masked_modality_has_no_effect(backbone):
+    encoder = build_tiny_encoder(backbone, seed=2)
+    model = encoder.model
+    texts = ["a red square", "a blue circle"]
+    a = _model_inputs(encoder, texts, [random_image(10), random_image(11)])
+    b = _model_inputs(encoder, texts, [random_image(20), random_image(21)])
+    # image content differs between a and b, but the image mask is off
+    for inputs in (a, b):
+        inputs["image_mask"] = torch.zeros(2)
+    with torch.inference_mode():
+        ea = model(**a).embeddings
+        eb = model(**b).embeddings
+        full = model(**_model_inputs(encoder, texts, [random_image(10), random_image(11)])).embeddings
+    assert not torch.allclose(a["pixel_values"], b["pixel_values"])
+    torch.testing.assert_close(ea, eb, rtol=0, atol=0)
+    assert (ea - full).abs().max() > 1e-4  # with the mask on, the image does matter
+
+    # likewise for text: different tokens, text mask off
+    images = [random_image(30), random_image(31)]
+    c = _model_inputs(encoder, ["first text", "second text"], images)
+    d = _model_inputs(encoder, ["completely different", "words here!!"], images)
+    for inputs in (c, d):
+        inputs["text_mask"] = torch.zeros(2)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(**c).embeddings, model(**d).embeddings, rtol=0, atol=0)
+    # and a text-masked item equals the same image encoded alone as an image-only item
+    alone = encoder.encode([RetrievalItem(image=images[0])])
+    with torch.inference_mode():
+        np.testing.assert_allclose(model(**c).embeddings[0].numpy(), alone[0], atol=1e-5)
+
+
+def test_cell_gates_zero_for_missing_modality():
+    """The gate equations: with image_mask = 0 the image input gate and forget term vanish."""
+    from retriever.modeling_ret2 import ModalityTokens
+
+    model = build_tiny_model("clip", seed=5).eval()
+    batch, width = 3, model.config.hidden_size
+    state = model.ret_cell.initial_state(batch).clone()
+    text = ModalityTokens(torch.randn(batch, 4, width), None, None)
+    vision_a = ModalityTokens(torch.randn(batch, 5, width), None, None)
+    vision_b = ModalityTokens(torch.randn(batch, 5, width), None, None)
+    text_on, image_off = torch.ones(batch), torch.zeros(batch)
+    with torch.inference_mode():
+        out_a = model.ret_cell(state, text, vision_a, text_on, image_off)
+        out_b = model.ret_cell(state, text, vision_b, text_on, image_off)
+        out_none = model.ret_cell(state, text, None, text_on, image_off)
+        out_on = model.ret_cell(state, text, vision_a, text_on, torch.ones(batch))
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=0)
+    torch.testing.assert_close(out_a, out_none, rtol=0, atol=0)
+    assert (out_on - out_a).abs().max() > 1e-4
+
+
+def test_save_and_load_round_trip(tmp_path, fixtures_dir):
+    encoder = build_tiny_encoder("clip", seed=7, num_layers=5, text_layers=[0, 2, 4], vision_layers=[1, 2, 3])
+    items = mixed_items(fixtures_dir)
+    before = encoder.encode(items)
+    encoder.save_pretrained(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "model.safetensors").is_file()
+    loaded = ReT2Encoder.from_pretrained(str(tmp_path / "ckpt"))
+    np.testing.assert_array_equal(loaded.encode(items), before)
+    ignore = {"_name_or_path", "dtype"}
+
+    def strip(d):
+        return {k: (strip(v) if isinstance(v, dict) else v) for k, v in d.items() if k not in ignore}
+
+    assert strip(loaded.config.to_dict()) == strip(encoder.config.to_dict())
+    assert loaded.config.text_layers == [0, 2, 4] and loaded.config.vision_layers == [1, 2, 3]
+    # pruning: blocks after the deepest tapped layer are not kept
+    assert len(loaded.model.vision_model.encoder.layers) == 4
+    assert len(loaded.fingerprint) == 16
+
+
+def test_config_round_trip(tmp_path):
+    config = ReT2Config(backbone_config=tiny_backbone_config("siglip"), num_state_tokens=4, hidden_size=64,
+                        embedding_dim=16, forget_gate_bias_prior=1.0, query_instruction="Find:")
+    config.save_pretrained(tmp_path)
+    loaded = ReT2Config.from_pretrained(tmp_path)
+    assert loaded.to_dict() == config.to_dict()
+    assert loaded.backbone_config.model_type == "siglip"
+    assert loaded.num_attention_heads == 1 and loaded.intermediate_size == 256
+
+
+def test_default_layers_are_first_middle_last():
+    config = ReT2Config(backbone_config=tiny_backbone_config("clip", num_layers=12))
+    assert config.text_layers == [0, 6, 11]
+    assert config.vision_layers == [0, 6, 11]
+
+
+def test_query_instruction_prefix():
+    encoder = build_tiny_encoder("clip")
+    assert encoder.query_text("Who built it?") == f"{encoder.config.query_instruction} Who built it?"
+    assert encoder.query_text("Who built it?", instruction="") == "Who built it?"
+    q = encoder.encode_queries(["Who built it?"], instruction="Find:")
+    d = encoder.encode([RetrievalItem(text="Find: Who built it?")])
+    np.testing.assert_allclose(q, d, atol=1e-6)
+
+
+def test_missing_image_path_names_the_item(tmp_path):
+    encoder = build_tiny_encoder("clip")
+    items = [RetrievalItem(text="ok"), RetrievalItem(text="x", image=tmp_path / "nope.jpg")]
+    with pytest.raises(ItemError, match=r"item 1: image file not found: .*nope\.jpg"):
+        encoder.encode(items)
+
+
+def test_unreadable_image_names_the_item(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    encoder = build_tiny_encoder("clip")
+    with pytest.raises(ItemError, match=r"item 0: cannot read image .*broken\.jpg"):
+        encoder.encode([RetrievalItem(text="t", image=bad)])
+
+
+def test_bad_image_callback_falls_back_to_text(tmp_path):
+    encoder = build_tiny_encoder("clip")
+    reported = []
+    out = encoder.encode([RetrievalItem(text="a passage", image=tmp_path / "missing.png")],
+                         on_bad_image=lambda i, msg: reported.append((i, msg)))
+    assert reported and reported[0][0] == 0 and "missing.png" in reported[0][1]
+    np.testing.assert_allclose(out, encoder.encode(["a passage"]), atol=1e-6)
+
+
+def test_item_with_neither_text_nor_image():
+    encoder = build_tiny_encoder("clip")
+    with pytest.raises(ItemError, match="item 2: has neither text nor image"):
+        encoder.encode(["a", "b", RetrievalItem(text="   ")])
+
+
+def test_config_tapping_missing_layer_is_refused():
+    with pytest.raises(ValueError, match=r"ReT2Config\.vision_layers: layer 7 does not exist.*3 blocks"):
+        ReT2Config(backbone_config=tiny_backbone_config("clip", num_layers=3), vision_layers=[0, 1, 7])
+    with pytest.raises(ValueError, match=r"text_layers .* and vision_layers .* must have the same length"):
+        ReT2Config(backbone_config=tiny_backbone_config("clip"), text_layers=[0, 2], vision_layers=[0, 1, 2])
+
+
+def test_unsupported_backbone_is_refused():
+    from transformers import BertConfig
+
+    with pytest.raises(ValueError, match="unsupported backbone model_type 'bert'"):
+        ReT2Model(ReT2Config(backbone_config=BertConfig()))
