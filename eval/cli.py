@@ -1,0 +1,207 @@
+"""``ret2vqa score``: the official E-VQA and InfoSeek answer metrics on prediction files.
+
+Contract (other scripts call exactly this)::
+
+    ret2vqa score infoseek --pred PRED.jsonl --ref REF.jsonl --qtype QTYPE.jsonl
+    ret2vqa score evqa --pred PRED.jsonl --ref REF.csv [--bem MODEL]
+
+Each prints one JSON object on stdout; warnings (ignored or missing ids) go to stderr
+as ``warning: ...`` lines; bad input exits with status 2 and one ``error: ...`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+INFOSEEK_EPILOG = """\
+ids, as the official InfoSeek evaluator handles them:
+  * a prediction whose data_id is not in REF is ignored (warning with the count);
+  * a REF question without a prediction is not counted: every score is over the
+    predicted questions only (warning with the count);
+  * a data_id predicted twice is an error (the official script would count it twice).
+REF may be the raw official file (Numerical answer_eval as [{"wikidata", "range"}]) or the
+evaluator's internal form ([lo, hi] strings). A question is 'unseen_question' iff its
+data_split ends with 'unseen_question', otherwise 'unseen_entity'.
+output: {"final_score", "unseen_question_score": {"score", "score_time", "score_num",
+"score_string"}, "unseen_entity_score": {...}}, each x100 and rounded to 2 decimals."""
+
+EVQA_EPILOG = """\
+PRED lines are {"question_id": <0-based row index in REF.csv>, "prediction": "..."}.
+ids:
+  * a question_id that is not a row of REF.csv is an error;
+  * a REF question without a prediction is scored 0 by default (--missing zero, warning
+    with the count), so accuracy is over the whole file; --missing ignore scores only the
+    predicted questions (e.g. single-hop-only runs), --missing error refuses;
+  * a question_id predicted twice is an error.
+Unknown question types and references that are empty (after normalisation) are errors,
+as in the official evaluator.
+metric: without --bem the score is exact match only ("metric": "exact_match"), a lower
+bound, NOT the official number; with --bem MODEL it is the official exact match then BEM
+("metric": "bem"). MODEL is a transformers sequence-classification BEM checkpoint (hub
+name or local directory).
+output: {"accuracy" (0-100), "metric", "n", "correct", "by_question_type": {type:
+{"accuracy", "n", "correct"}}, "single_hop", "two_hop", "n_missing", "missing_policy", ...}"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "score",
+        help="score predictions with the official E-VQA / InfoSeek metrics",
+        description="Score a prediction file with the official E-VQA or InfoSeek answer metric; prints JSON.",
+    )
+    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+
+    info = benchmarks.add_parser(
+        "infoseek",
+        help="InfoSeek (official infoseek_eval metric)",
+        description="Score InfoSeek predictions exactly as the official evaluator (infoseek_eval.py).",
+        epilog=INFOSEEK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    info.add_argument(
+        "--pred", required=True, metavar="PRED.jsonl", help='predictions: {"data_id": ..., "prediction": ...} per line'
+    )
+    info.add_argument(
+        "--ref", required=True, metavar="REF.jsonl", help="reference annotations, e.g. infoseek_val.jsonl"
+    )
+    info.add_argument(
+        "--qtype", required=True, metavar="QTYPE.jsonl", help="question types, e.g. infoseek_val_qtype.jsonl"
+    )
+    _common_arguments(info)
+    info.set_defaults(func=run_infoseek)
+
+    evqa = benchmarks.add_parser(
+        "evqa",
+        help="Encyclopedic-VQA (exact match, or the official exact match + BEM)",
+        description="Score E-VQA predictions with the official metric (exact match, then BEM when --bem is given).",
+        epilog=EVQA_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evqa.add_argument(
+        "--pred",
+        required=True,
+        metavar="PRED.jsonl",
+        help='predictions: {"question_id": <row index>, "prediction": ...}',
+    )
+    evqa.add_argument("--ref", required=True, metavar="REF.csv", help="an official E-VQA question CSV (e.g. test.csv)")
+    evqa.add_argument(
+        "--bem", metavar="MODEL", help="BEM checkpoint (hub name or local dir); without it: exact match only"
+    )
+    evqa.add_argument("--bem-revision", metavar="REV", help="hub revision of the BEM checkpoint")
+    evqa.add_argument("--bem-batch-size", type=int, default=32, metavar="N", help="BEM batch size (default 32)")
+    evqa.add_argument("--device", help="device for BEM (default: cuda if available, else cpu)")
+    evqa.add_argument(
+        "--missing",
+        choices=("zero", "ignore", "error"),
+        default="zero",
+        help="reference questions without a prediction: score 0 (default), leave out, or fail",
+    )
+    _common_arguments(evqa)
+    evqa.set_defaults(func=run_evqa)
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--per-example", metavar="OUT.jsonl", help="also write each question's score here")
+    parser.add_argument("--output", metavar="OUT.json", help="also write the result JSON here")
+    parser.add_argument("--markdown", metavar="OUT.md", help="also write a markdown table of the result here")
+    parser.add_argument(
+        "--skip-malformed",
+        action="store_true",
+        help="report and skip malformed prediction lines (they then count as missing) instead of failing; "
+        "reference files are always read strictly",
+    )
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _ids(ids: list, limit: int = 3) -> str:
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return f"{shown}{', ...' if len(ids) > limit else ''}"
+
+
+def _prediction_errors(args: argparse.Namespace):
+    from ret2vqa.io import MalformedRows
+
+    return MalformedRows(strict=not args.skip_malformed)
+
+
+def _emit(args: argparse.Namespace, result: dict[str, Any], per_example: list[dict[str, Any]], name: str) -> None:
+    from ret2vqa.io import write_jsonl
+
+    from .report import markdown_report
+
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    if args.per_example:
+        write_jsonl(args.per_example, per_example)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(markdown_report({name: result}), encoding="utf-8")
+    print(text)
+
+
+def run_infoseek(args: argparse.Namespace) -> int:
+    from .infoseek import load_references, score_predictions
+    from .predictions import parse_data_id, read_predictions
+
+    references = load_references(args.ref, args.qtype)
+    pred_errors = _prediction_errors(args)
+    predictions = read_predictions(args.pred, "data_id", pred_errors, parse_data_id)
+    if pred_errors.count:
+        _warn(pred_errors.summary())
+    result = score_predictions(predictions, references)
+    if result.unknown_ids:
+        _warn(
+            f"{len(result.unknown_ids)} prediction(s) have a data_id that is not in {args.ref} and were ignored, "
+            f"as the official evaluator does ({_ids(result.unknown_ids)})"
+        )
+    if result.missing_ids:
+        _warn(
+            f"{len(result.missing_ids)} of {len(references)} reference question(s) have no prediction and are not counted "
+            f"(scores are over the {len(result.examples)} predicted questions, as the official evaluator does)"
+        )
+    for qtype, count in result.unknown_question_types.items():
+        _warn(f"{count} question(s) have question_type {qtype!r}: scored as String, as the official evaluator does")
+    if not result.examples:
+        _warn("no prediction matches a reference question: every score is 0")
+    _emit(args, result.to_dict(), result.per_example(), "infoseek")
+    return 0
+
+
+def run_evqa(args: argparse.Namespace) -> int:
+    from .evqa import load_questions, score_predictions
+    from .predictions import parse_row_index, read_predictions
+
+    rows = load_questions(args.ref)
+    pred_errors = _prediction_errors(args)
+    predictions = read_predictions(args.pred, "question_id", pred_errors, parse_row_index)
+    if pred_errors.count:
+        _warn(pred_errors.summary())
+    bem = None
+    if args.bem:
+        from .evqa.bem import BEMConfig, TransformersBEM
+
+        bem = TransformersBEM(
+            BEMConfig(
+                name_or_path=args.bem, revision=args.bem_revision, device=args.device, batch_size=args.bem_batch_size
+            )
+        )
+    result = score_predictions(predictions, rows, bem=bem, missing=args.missing)
+    if result.n_missing:
+        fate = "scored 0 (--missing zero)" if args.missing == "zero" else "left out (--missing ignore)"
+        _warn(f"{result.n_missing} of {len(rows)} reference question(s) have no prediction: {fate}")
+    if bem is None:
+        _warn("no --bem model: exact match only, a lower bound of the official E-VQA score")
+    per_example = result.per_example()
+    for item in per_example:
+        item["reference"] = rows[item["question_id"]].answer
+    _emit(args, result.to_dict(), per_example, "evqa")
+    return 0

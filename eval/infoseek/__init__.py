@@ -1,0 +1,90 @@
+"""InfoSeek: annotation files, the Wiki6M / Wiki100K KBs, OVEN images, and the official metric.
+
+Light to import (standard library only); ``datasets`` loads only inside the
+``*_dataset`` functions.
+"""
+
+from .data import (
+    QUESTION_TYPES,
+    EntityLink,
+    InfoSeekQuestion,
+    check_answer_eval,
+    evaluator_answer_eval,
+    iter_qtypes,
+    iter_questions,
+    iter_withkb,
+    load_entities,
+    load_qtypes,
+    parse_question,
+    question_features,
+    questions_dataset,
+)
+from .images import OvenImageResolver, load_id2image, oven_shard
+from .kb import WikiEntity, iter_wiki_kb, kb_file_format, parse_wiki_entity, wiki_kb_dataset, wiki_kb_features
+from .metric import (
+    clean_str_range,
+    exact_match_score,
+    harmonic_mean,
+    metric_numerical_range,
+    normalize_answer,
+    process_numerical_answer,
+    range_intersection_over_union,
+    score_answer,
+    split_scores,
+)
+from .scoring import (
+    UNSEEN_ENTITY,
+    UNSEEN_QUESTION,
+    InfoSeekExampleScore,
+    InfoSeekReference,
+    InfoSeekResult,
+    evaluate_predictions,
+    load_references,
+    make_reference,
+    prepare_references,
+    score_predictions,
+)
+
+__all__ = [
+    "EntityLink",
+    "InfoSeekExampleScore",
+    "InfoSeekQuestion",
+    "InfoSeekReference",
+    "InfoSeekResult",
+    "OvenImageResolver",
+    "QUESTION_TYPES",
+    "UNSEEN_ENTITY",
+    "UNSEEN_QUESTION",
+    "WikiEntity",
+    "check_answer_eval",
+    "clean_str_range",
+    "evaluate_predictions",
+    "evaluator_answer_eval",
+    "exact_match_score",
+    "harmonic_mean",
+    "iter_qtypes",
+    "iter_questions",
+    "iter_wiki_kb",
+    "iter_withkb",
+    "kb_file_format",
+    "load_entities",
+    "load_id2image",
+    "load_qtypes",
+    "load_references",
+    "make_reference",
+    "metric_numerical_range",
+    "normalize_answer",
+    "oven_shard",
+    "parse_question",
+    "parse_wiki_entity",
+    "prepare_references",
+    "process_numerical_answer",
+    "question_features",
+    "questions_dataset",
+    "range_intersection_over_union",
+    "score_answer",
+    "score_predictions",
+    "split_scores",
+    "wiki_kb_dataset",
+    "wiki_kb_features",
+]
