@@ -97,6 +97,12 @@ class StoreConfig:
     # Payload fields that get a keyword index (fast filtered search), besides those the
     # ingestion format declares (``url`` for E-VQA, ``wikidata_id`` for InfoSeek).
     payload_indexes: list[str] = field(default_factory=list)
+    # Optimizer: segments smaller than indexing_threshold_kb (KB of vectors) get no HNSW
+    # graph (they are searched exhaustively, which is fast while small); None keeps
+    # Qdrant's default (~10 MB, i.e. ~3,300 768-d vectors). default_segment_number:
+    # how many segments the optimizer aims for (None/0: Qdrant's choice, from the CPUs).
+    indexing_threshold_kb: Optional[int] = None
+    default_segment_number: Optional[int] = None
     # Edge: threads serving searches (None: one per CPU).
     search_threads: Optional[int] = None
     # Server / cluster.

@@ -121,6 +121,26 @@ class EdgeStore(VectorStore):
             raise
         return cls(config, metadata, shard, lock)
 
+    @classmethod
+    def peek(cls, config: StoreConfig) -> dict[str, Any]:
+        """Metadata and state records of a collection, read from its files without opening the shard.
+
+        Works while another process holds the collection (e.g. ``index info`` during a build).
+        """
+        root = collection_dir(config)
+        meta_path = root / METADATA_FILE
+        if not meta_path.is_file():
+            raise CollectionNotFoundError(f"no collection '{config.collection}' in {Path(config.path).expanduser()}")
+        states = {p.stem: read_json(p) for p in sorted((root / STATE_DIR).glob("*.json"))}
+        return {
+            "backend": cls.backend,
+            "location": str(root),
+            "collection": config.collection,
+            "count": None,
+            "metadata": read_json(meta_path),
+            "states": states,
+        }
+
     @staticmethod
     def _open_shard(config: StoreConfig, metadata: CollectionMetadata, shard_dir: Path) -> Any:
         qe = _edge()
@@ -291,6 +311,9 @@ def edge_config(config: StoreConfig, dim: int, distance: str) -> Any:
             on_disk=hnsw.on_disk,
         ),
         quantization_config=quantization,
+        optimizers=qe.EdgeOptimizersConfig(
+            indexing_threshold=config.indexing_threshold_kb, default_segment_number=config.default_segment_number
+        ),
         on_disk_payload=config.on_disk_payload,
         max_search_threads=config.search_threads,
     )

@@ -135,6 +135,9 @@ class QdrantServerStore(VectorStore):
                 on_disk=config.hnsw.on_disk,
             ),
             quantization_config=quantization,
+            optimizers_config=m.OptimizersConfigDiff(
+                indexing_threshold=config.indexing_threshold_kb, default_segment_number=config.default_segment_number
+            ),
             metadata={METADATA_KEY: metadata.to_dict()},
         )
         stored = (client.get_collection(config.collection).config.metadata or {}).get(METADATA_KEY)
