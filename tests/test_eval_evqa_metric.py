@@ -148,24 +148,36 @@ def test_reference_problem_names_the_reference():
 
 # --- scoring the hand-written fixture -------------------------------------------------------
 
-# Hand-computed with the official rules, row by row (question ids are CSV row indices).
-PREDICTIONS = {
-    0: "Up to 25 years.",  # templated: matches annotator 2 -> 1
-    1: "William and Mary Menger",  # automatic: EM fails -> 0
-    2: "Pink and white",  # multi_answer: {pink, white} vs {white, pink, purple}: IoU 2/3 -> 1
-    3: "Paris",  # 2_hop: 0
-    4: "One.",  # templated: 'one' -> '1' matches -> 1
-    5: "rome",  # automatic: annotator 2 -> 1
-    6: "Spain",  # multi_answer: IoU 1/4 -> 0
-    7: "Denmark",  # 2_hop: annotator 2 -> 1
-    8: "USA",  # templated: 'U.S.A.' -> 'usa' -> 1
-}
+# evqa_test_sample_predictions.jsonl, scored by hand with the official rules (ids are CSV row indices):
+#   0 "Up to 25 years."          templated     matches annotator 2                         -> 1
+#   1 "William and Mary Menger"  automatic     EM fails                                    -> 0
+#   2 "Pink and white"           multi_answer  {pink, white} vs {white, pink, purple}: 2/3 -> 1
+#   3 "Paris"                    2_hop                                                     -> 0
+#   4 "One."                     templated     'one' -> '1' matches annotator 2            -> 1
+#   5 "rome"                     automatic     matches annotator 2                         -> 1
+#   6 "Spain"                    multi_answer  IoU 1/4                                     -> 0
+#   7 "Denmark"                  2_hop         matches annotator 2                         -> 1
+#   8 "USA"                      templated     'U.S.A.' -> 'usa'                           -> 1
+EXPECTED_SCORES = [1, 0, 1, 0, 1, 1, 0, 1, 1]
 
 
-def test_fixture_scores_by_hand(fixtures_dir):
+def fixture_predictions(fixtures_dir):
+    from eval.predictions import parse_row_index, read_predictions
+
+    return read_predictions(
+        fixtures_dir / "evqa" / "evqa_test_sample_predictions.jsonl", "question_id", parse_id=parse_row_index
+    )
+
+
+@pytest.fixture
+def predictions(fixtures_dir):
+    return fixture_predictions(fixtures_dir)
+
+
+def test_fixture_scores_by_hand(fixtures_dir, predictions):
     rows = load_questions(fixtures_dir / "evqa" / "evqa_test_sample.csv")
-    result = score_predictions(PREDICTIONS, rows)
-    assert [e.score for e in result.examples] == [1, 0, 1, 0, 1, 1, 0, 1, 1]
+    result = score_predictions(predictions, rows)
+    assert [e.score for e in result.examples] == EXPECTED_SCORES
     summary = result.to_dict()
     assert summary["metric"] == "exact_match"
     assert "not the official number" in summary["note"]
@@ -180,9 +192,9 @@ def test_fixture_scores_by_hand(fixtures_dir):
     assert summary["two_hop"] == {"accuracy": 50.0, "n": 2, "correct": 1}
 
 
-def test_missing_policies(fixtures_dir):
+def test_missing_policies(fixtures_dir, predictions):
     rows = load_questions(fixtures_dir / "evqa" / "evqa_test_sample.csv")
-    preds = {k: v for k, v in PREDICTIONS.items() if k != 8}
+    preds = {k: v for k, v in predictions.items() if k != 8}
     zero = score_predictions(preds, rows).to_dict()
     assert (zero["accuracy"], zero["n"], zero["n_missing"]) == (55.56, 9, 1)
     ignore = score_predictions(preds, rows, missing="ignore").to_dict()
@@ -191,15 +203,15 @@ def test_missing_policies(fixtures_dir):
         score_predictions(preds, rows, missing="error")
 
 
-def test_unknown_prediction_id_is_an_error(fixtures_dir):
+def test_unknown_prediction_id_is_an_error(fixtures_dir, predictions):
     rows = load_questions(fixtures_dir / "evqa" / "evqa_test_sample.csv")
     with pytest.raises(ValueError, match="not a row of the reference"):
-        score_predictions({**PREDICTIONS, 9: "x"}, rows)
+        score_predictions({**predictions, 9: "x"}, rows)
 
 
-def test_prediction_for_a_skipped_reference_row_is_counted(fixtures_dir):
+def test_prediction_for_a_skipped_reference_row_is_counted(fixtures_dir, predictions):
     rows = load_questions(fixtures_dir / "evqa" / "evqa_test_sample.csv")
     rows[4] = None  # as load_questions leaves a malformed record in lenient mode
-    result = score_predictions(PREDICTIONS, rows).to_dict()
+    result = score_predictions(predictions, rows).to_dict()
     assert result["n_skipped_reference"] == 1
     assert (result["n"], result["correct"]) == (8, 5)
