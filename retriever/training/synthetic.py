@@ -56,3 +56,10 @@ def write_shapes_dataset(directory: str | Path, per_class: int = 40, val_per_cla
         paths[split] = directory / f"{split}.jsonl"
         paths[split].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return paths["train"], paths["val"]
+
+
+if __name__ == "__main__":  # python -m retriever.training.synthetic OUT_DIR
+    import sys
+
+    train, val = write_shapes_dataset(sys.argv[1] if len(sys.argv) > 1 else "runs/shapes-data")
+    print(f"wrote {train} and {val}")

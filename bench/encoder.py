@@ -1,0 +1,194 @@
+"""Encoder cost: the bare backbone forward vs the full ReT-2 encoder, in one run.
+
+The same batch (default: 64 image+text items, CLIP ViT-B/32 sizes, random weights)
+goes through
+
+* ``backbone``: the dual encoder's own forward (``get_text_features`` +
+  ``get_image_features``), i.e. what a plain CLIP retriever pays;
+* ``ret2``: the ReT-2 encoder with its default cell and three tapped layers per tower;
+* ``ret2-all-layers``: the same cell tapping every block (ReT-1 style, 12 steps);
+
+plus, for reference, ReT-2 with a narrower cell. Rounds interleave the variants and
+the median is reported, so machine noise hits all of them alike; the ratios are
+what to compare. Peak memory is the CUDA high-water mark on GPU, else the peak
+resident-set growth of this process during the variant.
+
+    python bench/encoder.py --json OUT.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class PeakMemory:
+    """Peak memory (MB) above the level at entry, sampled in a thread (CPU) or from CUDA stats."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = 0.0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = rss_mb()
+            self.running = True
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, rss_mb() - self.base)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        else:
+            self.running = False
+            self.thread.join()
+            self.peak = max(self.peak, rss_mb() - self.base)
+
+
+def build_inputs(batch: int, text_tokens: int, image_size: int, vocab: int, device, dtype, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab - 2, (batch, text_tokens), generator=g)
+    ids[:, -1] = vocab - 1  # an end-of-text token, as a tokenizer would put it
+    mask = torch.ones(batch, text_tokens, dtype=torch.long)
+    pixels = torch.randn(batch, 3, image_size, image_size, generator=g)
+    return ids.to(device), mask.to(device), pixels.to(device=device, dtype=dtype)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--text-tokens", type=int, default=77, help="tokens per text (77 = CLIP's budget)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="auto", help="auto: float32 on CPU, bfloat16 on GPU")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument("--compact-hidden", type=int, default=512, help="width of the reference narrow cell")
+    parser.add_argument("--json", help="write results here")
+    args = parser.parse_args(argv)
+
+    from transformers import CLIPConfig, CLIPModel
+
+    from retriever import ReT2Config, ReT2Model
+    from retriever.encoder import resolve_dtype
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    backbone_config = CLIPConfig()  # openai/clip-vit-base-patch32 sizes
+    torch.manual_seed(0)
+    backbone = CLIPModel(backbone_config).to(device=device, dtype=dtype).eval()
+    n_layers = backbone_config.text_config.num_hidden_layers
+    models = {
+        "ret2": ReT2Model(ReT2Config(backbone_config=backbone_config)),
+        "ret2-all-layers": ReT2Model(ReT2Config(backbone_config=backbone_config, text_layers=list(range(n_layers)),
+                                                vision_layers=list(range(n_layers)))),
+        f"ret2-hidden{args.compact_hidden}": ReT2Model(
+            ReT2Config(backbone_config=backbone_config, hidden_size=args.compact_hidden)),
+    }
+    for model in models.values():
+        model.load_backbone_weights(backbone)  # identical towers everywhere
+        model.to(device=device, dtype=dtype).eval()
+
+    ids, mask, pixels = build_inputs(args.batch_size, args.text_tokens, backbone_config.vision_config.image_size,
+                                     backbone_config.text_config.vocab_size, device, dtype)
+
+    def run_backbone():
+        backbone.get_text_features(input_ids=ids, attention_mask=mask)
+        backbone.get_image_features(pixel_values=pixels)
+
+    def runner(model):
+        return lambda: model(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+
+    variants = {"backbone": run_backbone, **{name: runner(m) for name, m in models.items()}}
+
+    def timed(fn) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) * 1000
+
+    times = {name: [] for name in variants}
+    peaks = {}
+    with torch.inference_mode():
+        for name, fn in variants.items():  # warm-up, and the memory high-water mark of one forward
+            with PeakMemory(device) as mem:
+                fn()
+            peaks[name] = mem.peak
+        for _ in range(args.rounds):
+            for name, fn in variants.items():
+                times[name].append(timed(fn))
+
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+    base = median["backbone"]
+    params = {"backbone": sum(p.numel() for p in backbone.parameters())}
+    params.update({name: sum(p.numel() for p in m.parameters()) for name, m in models.items()})
+    rows = [
+        {"variant": name, "ms": round(median[name], 1), "ratio": round(median[name] / base, 3),
+         "peak_mem_mb": round(peaks[name], 1), "params_m": round(params[name] / 1e6, 1),
+         "steps": models[name].config.num_steps if name in models else None}
+        for name in variants
+    ]
+    result = {
+        "backbone_ms": round(base, 1),
+        "ret2_ms": round(median["ret2"], 1),
+        "ratio": round(median["ret2"] / base, 3),
+        "all_layers_ratio": round(median["ret2-all-layers"] / base, 3),
+        "peak_mem_mb": round(peaks["ret2"], 1),
+        "backbone_peak_mem_mb": round(peaks["backbone"], 1),
+        "setting": {"backbone": "CLIP ViT-B/32 (random weights)", "batch_size": args.batch_size,
+                    "text_tokens": args.text_tokens, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+                    "threads": torch.get_num_threads(), "rounds": args.rounds,
+                    "cell": {k: models["ret2"].config.to_dict()[k] for k in
+                             ("hidden_size", "num_state_tokens", "num_attention_heads", "intermediate_size",
+                              "embedding_dim", "text_layers", "vision_layers")}},
+        "variants": rows,
+    }
+    header = f"{'variant':<18} {'steps':>5} {'ms/batch':>9} {'x backbone':>10} {'peak MB':>8} {'params M':>8}"
+    print(f"{args.batch_size} image+text items, {args.text_tokens} text tokens, {device} {dtype}, "
+          f"{torch.get_num_threads()} threads, median of {args.rounds} rounds")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        steps = "" if r["steps"] is None else r["steps"]
+        print(f"{r['variant']:<18} {steps:>5} {r['ms']:>9.1f} {r['ratio']:>10.3f} {r['peak_mem_mb']:>8.1f} "
+              f"{r['params_m']:>8.1f}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
