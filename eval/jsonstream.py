@@ -32,8 +32,20 @@ from typing import IO, Any, Iterator
 from ret2vqa.io import MalformedRows, RowError, open_text
 
 _WS = re.compile(r"[ \t\n\r]*")
-# A JSONDecodeError this close to the end of the buffer may just mean "more bytes needed".
-_TAIL_MARGIN = 16
+# What a JSON text cut at the end of the buffer leaves after the decoder's error position:
+# part of a literal, a number's '.', exponent, or a \uXXXX escape.
+_LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
+_CUT_TAIL = re.compile(r"\.|[eE][-+]?|u[0-9a-fA-F]{0,4}")
+
+
+def _looks_cut(buf: str, exc: json.JSONDecodeError) -> bool:
+    """Whether a decode error just means the buffer ends too early (more text could fix it)."""
+    if exc.msg.startswith("Unterminated string"):
+        return True
+    tail = buf[exc.pos :]
+    if not tail.strip():
+        return True
+    return any(literal.startswith(tail) for literal in _LITERALS) or bool(_CUT_TAIL.fullmatch(tail))
 
 
 class _Truncated(Exception):
@@ -144,20 +156,21 @@ def iter_json_items(
         def decode() -> Any:
             """Decode the JSON value starting at ``r.pos`` and move past it."""
             while True:
-                start = r.pos
                 try:
-                    value, end = decoder.raw_decode(r.buf, start)
+                    value, end = decoder.raw_decode(r.buf, r.pos)
                 except json.JSONDecodeError as exc:
-                    maybe_cut = exc.msg.startswith("Unterminated string") or exc.pos >= len(r.buf) - _TAIL_MARGIN
-                    if maybe_cut and not r.eof:
-                        _grow()
-                        continue
-                    if maybe_cut:
+                    if not _looks_cut(r.buf, exc):
+                        raise syntax_error(f"invalid JSON: {exc.msg}", exc.pos) from None
+                    if r.eof:
                         raise _Truncated() from None
-                    raise syntax_error(f"invalid JSON: {exc.msg}", exc.pos) from None
-                if end == len(r.buf) and not r.eof:  # a number or literal may continue in the next chunk
                     _grow()
                     continue
+                if end == len(r.buf):  # a number may continue in the next chunk
+                    if not r.eof:
+                        _grow()
+                        continue
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        raise _Truncated()  # the file ends inside the container: this number may be cut
                 r.advance(end)
                 return value
 
