@@ -1,0 +1,408 @@
+"""Tiny, randomly initialised generators built from real ``transformers`` classes, fully offline.
+
+Each family is the real architecture (config class, ``*ForConditionalGeneration`` model,
+processor with its placeholder expansion and a chat template in the family's style),
+shrunk to two layers of width 32 with a small BPE tokenizer trained in-process on a
+built-in text. Nothing is downloaded, so they serve three purposes:
+
+* the tests of :mod:`generator` (and of the pipeline built on it) run the real code paths;
+* ``ret2vqa demo --tiny`` shows the whole system end to end on a machine without weights;
+* :func:`save_tiny_checkpoint` writes a checkpoint directory that loads through the same
+  ``AutoProcessor`` / ``AutoModelForImageTextToText`` path as a real model.
+
+Their answers are meaningless (random weights) but deterministic for a given ``seed``.
+
+Families: ``qwen2_vl``, ``qwen2_5_vl``, ``idefics3``, ``smolvlm`` (needs ``num2words``),
+``llava``, ``llava_next``, ``llava_onevision``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ret2vqa.config import ConfigError
+
+from .compat import image_only_processor_class
+
+# A few paragraphs to learn BPE merges from: enough for realistic sub-word splits.
+_CORPUS = """
+The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It was
+completed in 1889 as the entrance to the World's Fair and is 330 metres tall.
+The Colosseum is an elliptical amphitheatre in the centre of the city of Rome, Italy. Construction
+began under the emperor Vespasian in AD 72 and was completed in AD 80 under his successor Titus.
+The Statue of Liberty is a colossal neoclassical sculpture on Liberty Island in New York Harbor,
+a gift from the people of France to the people of the United States, dedicated in 1886.
+The domestic cat is a small carnivorous mammal. It is the only domesticated species of the family
+Felidae. Cats are valued by humans for companionship and for their ability to kill vermin.
+A rocket is a vehicle that uses jet propulsion to accelerate without using the surrounding air.
+The Saturn V rocket was used by NASA between 1967 and 1973 and carried astronauts to the Moon.
+Question: Which year was this building completed? Answer the question using a single word or
+short phrase. Context: What is the name of this animal? Who designed it? How tall is it? When was
+it built? Where is it located? What is the capital of this country? Which river flows through it?
+The quick brown fox jumps over the lazy dog. 0 1 2 3 4 5 6 7 8 9 10 100 1000 2024 1990s.
+"""
+
+_ALPHABET = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n.,;:!?'\"()[]{}-_/*+=<>|&%$#@~^`\\")
+
+_QWEN_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_IDEFICS3_TEMPLATE = (
+    "<|begin_of_text|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+_SMOLVLM_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+_LLAVA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' ' }}{% endfor %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+_LLAVA_NEXT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ '<<SYS>>\n' + message['content'][0]['text'] + '\n<</SYS>>\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '[INST] ' }}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+    "{{ ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'][0]['text'] + '</s>' }}{% endif %}"
+    "{% endfor %}"
+)
+_ONEVISION_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + ' ' }}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ '\n' + content['text'] }}{% endfor %}"
+    "{{ '<|im_end|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+_IDEFICS_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<pad>", "<end_of_utterance>", "<fake_token_around_image>", "<image>", "<global-img>"] + [
+    f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)
+]
+_SMOLVLM_SPECIALS = ["<|im_start|>", "<|im_end|>", "<pad>", "<end_of_utterance>", "<fake_token_around_image>", "<image>", "<global-img>", "<video>"] + [
+    f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)
+]
+_LLAMA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+_ONEVISION_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+
+WIDTH = 32  # hidden size of every tiny tower
+
+
+@dataclass(frozen=True)
+class TinyFamily:
+    """What a tiny family needs: its special tokens, which ones play which role, how to build it."""
+
+    name: str
+    specials: tuple[str, ...]
+    bos: str | None
+    eos: str  # end of the assistant's turn: generation stops there
+    pad: str
+    chat_template: str
+    add_bos: bool  # whether the tokenizer itself prepends ``bos`` (Llama-style)
+    build: Callable[[Any, str], tuple[Any, Any]]  # (tokenizer, chat_template) -> (model config, processor)
+    needs: tuple[str, ...] = ()  # extra importable modules the family's processor requires
+
+
+def _text_config(tok: Any, family: TinyFamily, model_type: str, **extra: Any) -> dict[str, Any]:
+    cfg = dict(
+        model_type=model_type,
+        vocab_size=len(tok),
+        hidden_size=WIDTH,
+        intermediate_size=2 * WIDTH,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        initializer_range=0.1,
+        bos_token_id=tok.convert_tokens_to_ids(family.bos) if family.bos else None,
+        eos_token_id=tok.convert_tokens_to_ids(family.eos),
+        pad_token_id=tok.convert_tokens_to_ids(family.pad),
+        tie_word_embeddings=False,
+    )
+    cfg.update(extra)
+    return cfg
+
+
+def _qwen_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
+    def build(tok: Any, chat_template: str) -> tuple[Any, Any]:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        ids = tok.convert_tokens_to_ids
+        family = FAMILIES[version]
+        text = _text_config(
+            tok,
+            family,
+            f"{version}_text",
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
+        )
+        if version == "qwen2_vl":
+            from transformers import Qwen2VLConfig as Config, Qwen2VLProcessor as Processor
+
+            vision = dict(depth=2, embed_dim=WIDTH, hidden_size=WIDTH, num_heads=4, mlp_ratio=2, patch_size=4,
+                          spatial_merge_size=2, temporal_patch_size=2, initializer_range=0.1)
+        else:
+            from transformers import Qwen2_5_VLConfig as Config, Qwen2_5_VLProcessor as Processor
+
+            vision = dict(depth=2, hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_heads=4, out_hidden_size=WIDTH,
+                          patch_size=4, spatial_merge_size=2, temporal_patch_size=2, window_size=16,
+                          fullatt_block_indexes=[1], initializer_range=0.1)
+        config = Config(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=ids("<|image_pad|>"),
+            video_token_id=ids("<|video_pad|>"),
+            vision_start_token_id=ids("<|vision_start|>"),
+            vision_end_token_id=ids("<|vision_end|>"),
+        )
+        # 8x8-pixel merged patches, at most 32x32 pixels: 1 to 16 image tokens depending on the image's shape.
+        image_processor = Qwen2VLImageProcessorPil(min_pixels=8 * 8, max_pixels=32 * 32, patch_size=4, merge_size=2,
+                                                   temporal_patch_size=2)
+        processor = image_only_processor_class(Processor)(image_processor=image_processor, tokenizer=tok,
+                                                          chat_template=chat_template)
+        return config, processor
+
+    return build
+
+
+def _idefics_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
+    def build(tok: Any, chat_template: str) -> tuple[Any, Any]:
+        family = FAMILIES[version]
+        if version == "idefics3":
+            from transformers import Idefics3Config as Config, Idefics3Processor as Processor
+            from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil as ImageProcessor
+        else:
+            from transformers import SmolVLMConfig as Config, SmolVLMProcessor as Processor
+            from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil as ImageProcessor
+        # 16-pixel tiles of 4x4 patches, pixel-shuffled by 2: 4 image tokens per tile; images up to 32
+        # pixels are split into at most 2x2 tiles plus the global view.
+        config = Config(
+            text_config=_text_config(tok, family, "llama"),
+            vision_config=dict(hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_hidden_layers=2, num_attention_heads=4,
+                               image_size=16, patch_size=4, initializer_range=0.1),
+            scale_factor=2,
+            image_token_id=tok.convert_tokens_to_ids("<image>"),
+        )
+        image_processor = ImageProcessor(size={"longest_edge": 32}, max_image_size={"longest_edge": 16},
+                                         do_image_splitting=True)
+        processor = image_only_processor_class(Processor)(image_processor=image_processor, tokenizer=tok, image_seq_len=4,
+                                                          chat_template=chat_template)
+        return config, processor
+
+    return build
+
+
+def _llava_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
+    def build(tok: Any, chat_template: str) -> tuple[Any, Any]:
+        family = FAMILIES[version]
+        image_id = tok.convert_tokens_to_ids("<image>")
+        grid = [[16, 32], [32, 16], [32, 32]]
+        clip = dict(model_type="clip_vision_model", hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_hidden_layers=2,
+                    num_attention_heads=4, image_size=16, patch_size=4, projection_dim=WIDTH, initializer_range=0.1)
+        if version == "llava":
+            from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaProcessor
+
+            config = LlavaConfig(vision_config=clip, text_config=_text_config(tok, family, "llama"),
+                                 image_token_index=image_id, image_seq_length=16)
+            image_processor = CLIPImageProcessorPil(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
+            processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=4,
+                                       vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                       chat_template=chat_template)
+        elif version == "llava_next":
+            from transformers import LlavaNextConfig, LlavaNextProcessor
+            from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+            config = LlavaNextConfig(vision_config=clip, text_config=_text_config(tok, family, "mistral"),
+                                     image_token_index=image_id, image_grid_pinpoints=grid, image_seq_length=16)
+            image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16},
+                                                         image_grid_pinpoints=grid)
+            processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tok, patch_size=4,
+                                           vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                           chat_template=chat_template)
+        else:
+            from transformers import LlavaOnevisionConfig, LlavaOnevisionProcessor
+            from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+                LlavaOnevisionImageProcessorPil,
+            )
+
+            siglip = dict(clip, model_type="siglip_vision_model")
+            siglip.pop("projection_dim")
+            grid = [[16, 16], [16, 32], [32, 16], [32, 32]]
+            config = LlavaOnevisionConfig(vision_config=siglip, text_config=_text_config(tok, family, "qwen2"),
+                                          image_token_index=image_id, video_token_index=tok.convert_tokens_to_ids("<video>"),
+                                          image_grid_pinpoints=grid, vision_feature_select_strategy="full",
+                                          vision_feature_layer=-1, vision_aspect_ratio="anyres_max_9")
+            image_processor = LlavaOnevisionImageProcessorPil(size={"height": 16, "width": 16}, image_grid_pinpoints=grid)
+            processor = image_only_processor_class(LlavaOnevisionProcessor)(
+                image_processor=image_processor, tokenizer=tok, num_image_tokens=16,
+                vision_feature_select_strategy="full", vision_aspect_ratio="anyres_max_9", chat_template=chat_template)
+        return config, processor
+
+    return build
+
+
+FAMILIES: dict[str, TinyFamily] = {
+    "qwen2_vl": TinyFamily("qwen2_vl", tuple(_QWEN_SPECIALS), None, "<|im_end|>", "<|endoftext|>", _QWEN_TEMPLATE, False,
+                           _qwen_build("qwen2_vl")),
+    "qwen2_5_vl": TinyFamily("qwen2_5_vl", tuple(_QWEN_SPECIALS), None, "<|im_end|>", "<|endoftext|>", _QWEN_TEMPLATE,
+                             False, _qwen_build("qwen2_5_vl")),
+    "idefics3": TinyFamily("idefics3", tuple(_IDEFICS_SPECIALS), "<|begin_of_text|>", "<end_of_utterance>", "<pad>",
+                           _IDEFICS3_TEMPLATE, True, _idefics_build("idefics3")),
+    "smolvlm": TinyFamily("smolvlm", tuple(_SMOLVLM_SPECIALS), "<|im_start|>", "<end_of_utterance>", "<pad>",
+                          _SMOLVLM_TEMPLATE, False, _idefics_build("smolvlm"), needs=("num2words",)),
+    "llava": TinyFamily("llava", tuple(_LLAMA_SPECIALS), "<s>", "</s>", "<pad>", _LLAVA_TEMPLATE, True,
+                        _llava_build("llava")),
+    "llava_next": TinyFamily("llava_next", tuple(_LLAMA_SPECIALS), "<s>", "</s>", "<pad>", _LLAVA_NEXT_TEMPLATE, True,
+                             _llava_build("llava_next")),
+    "llava_onevision": TinyFamily("llava_onevision", tuple(_ONEVISION_SPECIALS), None, "<|im_end|>", "<|endoftext|>",
+                                  _ONEVISION_TEMPLATE, False, _llava_build("llava_onevision")),
+}
+TINY_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
+
+
+def missing_requirements(family: str) -> list[str]:
+    """Modules the family's processor needs that are not installed (e.g. ``num2words`` for SmolVLM)."""
+    import importlib.util
+
+    return [name for name in _family(family).needs if importlib.util.find_spec(name) is None]
+
+
+def build_tiny_tokenizer(family: str = "qwen2_vl") -> Any:
+    """A small BPE tokenizer (SentencePiece-style word boundaries) with the family's special tokens.
+
+    Trained in-process on a built-in text, so it is identical on every machine.
+    """
+    return _tokenizer(family)
+
+
+@functools.lru_cache(maxsize=None)
+def _trained_tokenizer_json(specials: tuple[str, ...], bos: str | None, add_bos: bool) -> str:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>" if "<unk>" in specials else None, fuse_unk=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=list(specials), initial_alphabet=_ALPHABET + ["▁"],
+                                  show_progress=False)
+    tok.train_from_iterator([_CORPUS], trainer=trainer)
+    if add_bos and bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+        )
+    return tok.to_str()
+
+
+def _tokenizer(family: str) -> Any:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    spec = _family(family)
+    backend = Tokenizer.from_str(_trained_tokenizer_json(spec.specials, spec.bos, spec.add_bos))
+    named = {"eos_token": spec.eos, "pad_token": spec.pad}
+    if spec.bos:
+        named["bos_token"] = spec.bos
+    if "<unk>" in spec.specials:
+        named["unk_token"] = "<unk>"
+    extra = [t for t in spec.specials if t not in named.values()]
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, extra_special_tokens=extra, **named)
+    tok.padding_side = "left"
+    tok.chat_template = spec.chat_template
+    return tok
+
+
+def _family(family: str) -> TinyFamily:
+    if family not in FAMILIES:
+        raise ConfigError(f"tiny generator family: unknown {family!r} (known: {', '.join(TINY_FAMILIES)})")
+    return FAMILIES[family]
+
+
+def build_tiny_processor(family: str = "qwen2_vl") -> Any:
+    """The family's processor alone (tokenizer, image processor, chat template): enough to build prompts."""
+    spec = _family(family)
+    _check_requirements(family)
+    return spec.build(_tokenizer(family), spec.chat_template)[1]
+
+
+def _check_requirements(family: str) -> None:
+    missing = missing_requirements(family)
+    if missing:
+        raise ImportError(f"the {family} processor needs {', '.join(missing)}: pip install {' '.join(missing)}")
+
+
+def build_tiny_model_and_processor(family: str = "qwen2_vl", seed: int = 0) -> tuple[Any, Any]:
+    """The family's model (random weights from ``seed``, eval mode, float32) and processor.
+
+    The global torch RNG is left as it was.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    spec = _family(family)
+    _check_requirements(family)
+    tok = _tokenizer(family)
+    config, processor = spec.build(tok, spec.chat_template)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    model.eval()
+    gen = model.generation_config
+    gen.eos_token_id = tok.convert_tokens_to_ids(spec.eos)
+    gen.pad_token_id = tok.convert_tokens_to_ids(spec.pad)
+    if spec.bos:
+        gen.bos_token_id = tok.convert_tokens_to_ids(spec.bos)
+    return model, processor
+
+
+def build_tiny_generator(family: str = "qwen2_vl", seed: int = 0, config: Any = None, **overrides: Any):
+    """A ready :class:`~generator.MultimodalGenerator` around a tiny random model of ``family``.
+
+    ``seed`` initialises the weights. ``config`` (a :class:`~generator.GeneratorConfig`) or
+    ``overrides`` (its fields) set decoding, batching and prompt options; the default
+    answers greedily in at most 8 new tokens on CPU. (A sampling seed is the config's
+    ``seed`` field: pass it inside ``config``.)
+    """
+    from .config import GeneratorConfig
+    from .model import MultimodalGenerator
+
+    if config is None:
+        settings: dict[str, Any] = {"model": f"tiny-random/{family}", "dtype": "float32", "device_map": "cpu",
+                                    "max_new_tokens": 8}
+        settings.update(overrides)
+        config = GeneratorConfig(**settings)
+    elif overrides:
+        import dataclasses
+
+        config = dataclasses.replace(config, **overrides)
+    model, processor = build_tiny_model_and_processor(family, seed)
+    return MultimodalGenerator(model, processor, config)
+
+
+def save_tiny_checkpoint(family: str, directory: str | Path, seed: int = 0) -> Path:
+    """Write the tiny ``family`` model and processor to ``directory`` (``save_pretrained`` format).
+
+    The directory then loads like any checkpoint: ``GeneratorConfig(model=str(directory))``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model, processor = build_tiny_model_and_processor(family, seed)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
