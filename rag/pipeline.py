@@ -1,0 +1,238 @@
+"""The KB-VQA pipeline: image + question → ReT-2 retrieval → multimodal LLM answer with sources.
+
+    pipeline = Pipeline.from_config("configs/cpu.yaml")
+    result = pipeline.answer("photo.jpg", "Which year was this building completed?", k=5)
+    result.answer, result.passages[0].title, result.timings
+
+The encoder, the store and the generator are built from one :class:`PipelineConfig`;
+the store is opened with the encoder's metadata, so a collection built by another
+encoder is refused instead of silently returning nonsense. Batched variants
+(:meth:`Pipeline.answer_batch`) encode, search and generate a batch at a time, which
+is what benchmark evaluation uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .config import PipelineConfig, load_pipeline_config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RetrievedPassage:
+    """A passage returned by retrieval: id, similarity score and what the payload says about it."""
+
+    id: str
+    score: float
+    text: str = ""
+    title: str = ""
+    url: str | None = None
+    entity_id: str | None = None
+    image: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_hit(cls, hit: Any) -> "RetrievedPassage":
+        p = hit.payload or {}
+        return cls(
+            id=str(hit.id),
+            score=float(hit.score),
+            text=str(p.get("text") or ""),
+            title=str(p.get("title") or ""),
+            url=p.get("url"),
+            entity_id=p.get("wikidata_id") or p.get("entity_id"),
+            image=p.get("image_path") or p.get("image"),
+            payload=dict(p),
+        )
+
+    def to_dict(self, with_payload: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if not with_payload:
+            data.pop("payload")
+        return data
+
+
+@dataclass
+class PipelineAnswer:
+    """An answer with its sources and per-stage timings (milliseconds)."""
+
+    question: str
+    answer: str
+    passages: list[RetrievedPassage]
+    timings: dict[str, float]
+    raw_text: str = ""
+    prompt_tokens: int = 0
+    passages_used: int = 0
+    image: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "image": self.image,
+            "answer": self.answer,
+            "raw_text": self.raw_text,
+            "passages_used": self.passages_used,
+            "prompt_tokens": self.prompt_tokens,
+            "passages": [p.to_dict() for p in self.passages],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings.items()},
+        }
+
+
+@dataclass
+class Query:
+    """One retrieval/answering request: a question and (optionally) an image (path or PIL image)."""
+
+    question: str
+    image: Any = None
+
+    @classmethod
+    def coerce(cls, obj: Any) -> "Query":
+        if isinstance(obj, Query):
+            return obj
+        if isinstance(obj, str):
+            return cls(question=obj)
+        if isinstance(obj, Mapping):
+            question = obj.get("question", obj.get("query", obj.get("text")))
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError(f"a query needs a non-empty 'question' string, got {dict(obj)!r}")
+            return cls(question=question, image=obj.get("image"))
+        if isinstance(obj, (tuple, list)) and len(obj) == 2:
+            image, question = obj
+            return cls(question=question, image=image)
+        raise TypeError(f"cannot use a {type(obj).__name__} as a query: pass a string or {{'question', 'image'}}")
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class Pipeline:
+    """Retrieval-augmented answering over a ReT-2 encoder, a vector store and a multimodal LLM."""
+
+    def __init__(self, encoder: Any, store: Any, generator: Any = None, config: PipelineConfig | None = None):
+        self.encoder = encoder
+        self.store = store
+        self.generator = generator
+        self.config = config or PipelineConfig(generator=None)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(
+        cls, config: "str | Path | PipelineConfig | Mapping[str, Any] | None" = None, load_generator: bool = True
+    ) -> "Pipeline":
+        """Build encoder, store and (unless ``load_generator=False``) generator from a config.
+
+        The store must already hold a collection built by this encoder (``ret2vqa index
+        build``); a missing collection or one built by another encoder raises with a
+        message that says so.
+        """
+        cfg = load_pipeline_config(config)
+        from rag.ingest.encoding import encoder_metadata, load_encoder
+        from rag.store import open_store
+
+        encoder = load_encoder(cfg.encoder)
+        store = open_store(cfg.store, expect=encoder_metadata(encoder, cfg.encoder))
+        generator = None
+        if load_generator and cfg.generator is not None:
+            from generator import MultimodalGenerator
+
+            generator = MultimodalGenerator.from_config(cfg.generator)
+        return cls(encoder, store, generator, cfg)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ retrieval
+    def _k(self, k: int | None) -> int:
+        k = self.config.retrieval.k if k is None else int(k)
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        return k
+
+    def retrieve_batch(
+        self, queries: Sequence[Any], k: int | None = None, filter: Mapping[str, Any] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> list[list[RetrievedPassage]]:
+        """Top-``k`` passages for each query (``Query``, ``{"question", "image"}`` or a string)."""
+        queries = [Query.coerce(q) for q in queries]
+        k = self._k(k)
+        if k == 0 or not queries:
+            return [[] for _ in queries]
+        settings = self.config.retrieval
+        start = time.perf_counter()
+        images = [q.image if settings.use_image else None for q in queries]
+        vectors = self.encoder.encode_queries(
+            [q.question for q in queries], images=images, instruction=settings.instruction,
+            batch_size=self.config.encoder.batch_size,
+        )
+        encode_ms = _ms(start)
+        start = time.perf_counter()
+        hits = self.store.search_batch(vectors, k=k, filter=filter if filter is not None else settings.filter)
+        search_ms = _ms(start)
+        if timings is not None:
+            timings["encode_ms"] = timings.get("encode_ms", 0.0) + encode_ms
+            timings["search_ms"] = timings.get("search_ms", 0.0) + search_ms
+        return [[RetrievedPassage.from_hit(h) for h in row] for row in hits]
+
+    def retrieve(self, question: str, image: Any = None, k: int | None = None,
+                 filter: Mapping[str, Any] | None = None) -> list[RetrievedPassage]:
+        """Top-``k`` passages for one question (with its image, if any)."""
+        return self.retrieve_batch([Query(question, image)], k=k, filter=filter)[0]
+
+    # ------------------------------------------------------------------ answering
+    def answer_batch(
+        self, queries: Sequence[Any], k: int | None = None, filter: Mapping[str, Any] | None = None
+    ) -> list[PipelineAnswer]:
+        """Answer several questions: one encoder batch, one batched search, batched generation."""
+        if self.generator is None:
+            raise ValueError("this pipeline has no generator (config `generator: null` or load_generator=False)")
+        from generator import GenerationRequest, Passage
+
+        queries = [Query.coerce(q) for q in queries]
+        start_all = time.perf_counter()
+        timings: dict[str, float] = {"encode_ms": 0.0, "search_ms": 0.0}
+        retrieved = self.retrieve_batch(queries, k=k, filter=filter, timings=timings)
+        start = time.perf_counter()
+        requests = [
+            GenerationRequest(
+                question=q.question,
+                image=q.image,
+                passages=[Passage(title=p.title, text=p.text, id=p.id, score=p.score) for p in passages],
+            )
+            for q, passages in zip(queries, retrieved)
+        ]
+        results = self.generator.generate(requests)
+        timings["generate_ms"] = _ms(start)
+        timings["total_ms"] = _ms(start_all)
+        n = max(1, len(queries))
+        per_item = {key: value / n for key, value in timings.items()}
+        return [
+            PipelineAnswer(
+                question=q.question,
+                answer=r.answer,
+                passages=passages,
+                timings=dict(per_item),
+                raw_text=r.raw_text,
+                prompt_tokens=r.prompt_tokens,
+                passages_used=r.passages_used,
+                image=str(q.image) if isinstance(q.image, (str, Path)) else None,
+            )
+            for q, passages, r in zip(queries, retrieved, results)
+        ]
+
+    def answer(self, image: Any, question: str, k: int | None = None,
+               filter: Mapping[str, Any] | None = None) -> PipelineAnswer:
+        """Answer one visual question: the answer, its sources (ids, scores) and timings per stage."""
+        return self.answer_batch([Query(question, image)], k=k, filter=filter)[0]
