@@ -1,0 +1,144 @@
+"""``ret2vqa search``: embed an image and/or a question with ReT-2 and list the nearest passages.
+
+::
+
+    ret2vqa search --store data/qdrant --collection evqa --image photo.jpg --text "When was it built?" -k 10
+    ret2vqa search --config configs/index/evqa-2m.yaml --text "red panda diet" --filter wikidata_id=Q42 --json
+
+Without ``--config`` the query is embedded with the encoder recorded in the
+collection's metadata (the one that embedded the passages); with a config whose
+``encoder`` section names another encoder, the mismatch is refused. Output: a ranked
+table (rank, score, passage id, title, text) or, with ``--json``, an object with the
+query and a list of hits ``{"id", "score", "point_id", "payload"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from typing import Any
+
+from .index import add_store_arguments, apply_store_overrides, handles_store_errors
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="retrieve the passages nearest to an image and/or question",
+        description="Embed a query (image, text, or both) with ReT-2 and print the top-k passages of a collection.",
+    )
+    parser.add_argument("--config", metavar="CONFIG", help="YAML with store (and optionally encoder) sections")
+    add_store_arguments(parser)
+    parser.add_argument("--image", metavar="IMG", help="query image file")
+    parser.add_argument("--text", metavar="TEXT", help="query text (a question)")
+    parser.add_argument("-k", "--top-k", dest="k", type=int, default=10, help="number of passages (default 10)")
+    parser.add_argument(
+        "--filter", action="append", default=[], metavar="FIELD=VALUE",
+        help="payload filter; repeat a field to accept any of several values (e.g. --filter wikidata_id=Q42)",
+    )
+    parser.add_argument("--instruction", help="query instruction (default: the encoder's; '' for none)")
+    parser.add_argument("--hnsw-ef", type=int, metavar="N", help="HNSW search breadth (default: store.hnsw.hnsw_ef)")
+    parser.add_argument("--exact", action="store_true", help="exact (brute-force) search instead of HNSW")
+    parser.add_argument("--device", help="encoder device (default: GPU if available)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(func=run_search)
+
+
+def parse_filter_args(items: list[str]) -> dict[str, Any] | None:
+    """``["wikidata_id=Q42", "section_index=0"]`` -> ``{"wikidata_id": "Q42", "section_index": 0}``.
+
+    Integer-looking values become integers; a field given several times matches any of its values.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        if not sep or not field:
+            raise ValueError(f"--filter: expected FIELD=VALUE, got {item!r}")
+        parsed: Any = int(value) if value.lstrip("-").isdigit() else value
+        if field in out:
+            previous = out[field] if isinstance(out[field], list) else [out[field]]
+            out[field] = [*previous, parsed]
+        else:
+            out[field] = parsed
+    return out or None
+
+
+@handles_store_errors
+def run_search(args: argparse.Namespace) -> int:
+    from rag.ingest.config import load_index_config
+    from rag.ingest.encoding import encoder_metadata, load_encoder, settings_from_metadata
+    from rag.store import open_store
+
+    if not args.image and not args.text:
+        raise ValueError("give a query: --image IMG and/or --text TEXT")
+    if args.k < 1:
+        raise ValueError(f"-k must be >= 1, got {args.k}")
+    filters = parse_filter_args(args.filter)
+    config = load_index_config(args.config)
+    apply_store_overrides(config.store, args)
+    if args.device:
+        config.encoder.device = args.device
+    with open_store(config.store) as store:
+        explicit = config.encoder.is_tiny or bool(config.encoder.name_or_path)
+        settings = config.encoder if explicit else settings_from_metadata(store.metadata, config.encoder)
+        encoder = load_encoder(settings)
+        if explicit:  # the config names an encoder: it must be the one that built the collection
+            from rag.store import check_compatible
+
+            check_compatible(store.metadata, encoder_metadata(encoder, settings, store.metadata.distance),
+                             config.store.describe())
+        vector = encoder.encode_queries([args.text or ""], images=[args.image], instruction=args.instruction)[0]
+        hits = store.search(vector, k=args.k, filter=filters, hnsw_ef=args.hnsw_ef, exact=args.exact)
+    if args.json:
+        out = {
+            "query": {"text": args.text, "image": args.image, "filter": filters, "k": args.k},
+            "collection": config.store.describe(),
+            "hits": [h.to_dict() for h in hits],
+        }
+        print(json.dumps(out, indent=1, ensure_ascii=False))
+    else:
+        print(format_hits(hits))
+    return 0
+
+
+def format_hits(hits: list[Any]) -> str:
+    """A ranked table sized to the terminal: rank, score, passage id, title, text."""
+    if not hits:
+        return "no passages found"
+    width = shutil.get_terminal_size((120, 20)).columns
+    id_w = min(max(len(h.id) for h in hits), 48)
+    title_w = min(max(len(str(h.payload.get("title", ""))) for h in hits), 28)
+    head = f"{'rank':>4}  {'score':>6}  {'passage':<{id_w}}  {'title':<{title_w}}  text"
+    text_w = max(20, width - len(head) + 4)
+    lines = [head, "-" * min(width, len(head) + text_w - 4)]
+    for rank, h in enumerate(hits, 1):
+        text = " ".join(str(h.payload.get("text", "")).split())
+        text = text if len(text) <= text_w else text[: text_w - 1] + "…"
+        pid = h.id if len(h.id) <= id_w else "…" + h.id[-(id_w - 1):]
+        title = str(h.payload.get("title", ""))[:title_w]
+        lines.append(f"{rank:>4}  {h.score:>6.3f}  {pid:<{id_w}}  {title:<{title_w}}  {text}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``search`` on its own (``python -m rag.cli.search ...``)."""
+    from rag.cli import user_errors
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="ret2vqa")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["search", *(a for a in argv if a != "--debug")])
+    args.debug = "--debug" in argv
+    try:
+        return int(args.func(args) or 0)
+    except user_errors() as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Building a collection from a KB file: read passages, encode in batches, upsert, checkpoint.
+
+Resumable by construction, kill -9 included:
+
+1. readers are deterministic and ordered, and every passage has a :class:`Position`;
+2. each batch is encoded, upserted and flushed (durable), and only then is the
+   progress record saved, atomically, with the position after the batch's last
+   passage and the running counters;
+3. a new run with the same KB and passage options resumes from that position. A batch
+   that was upserted but not recorded is simply encoded and upserted again: point ids
+   are UUID5 of the passage ids, so it overwrites itself instead of duplicating.
+
+The progress record lives with the collection (``rag.store.VectorStore.save_state``),
+keyed by a hash of the KB path, size, format and passage options, so several KBs can
+be indexed into one collection and each resumes on its own. ``restart=True`` ignores
+it and re-indexes from the start (overwriting, not duplicating).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ret2vqa.io import MalformedRows
+
+from .config import IndexConfig
+from .distributed import SingleProcess, detect_processes
+from .encoding import encoder_metadata, load_encoder
+from .passages import Passage
+from .readers import KBReader, Position, make_reader
+
+logger = logging.getLogger(__name__)
+
+STATE_NAME = "ingest"
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did; :meth:`summary` is printed at the end of ``index build``."""
+
+    kb: str
+    format: str
+    store: str
+    passages_total: int = 0
+    passages_this_run: int = 0
+    resumed_from: int = 0
+    collection_count: int = 0
+    complete: bool = False
+    optimized: bool = False
+    malformed: int = 0
+    malformed_examples: list[str] = field(default_factory=list)
+    missing_images: int = 0
+    missing_image_examples: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    stopped_at_limit: bool = False
+    processes: int = 1
+    main_process: bool = True
+
+    @property
+    def passages_per_s(self) -> float:
+        return self.passages_this_run / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        status = "complete" if self.complete else ("stopped at --limit" if self.stopped_at_limit else "incomplete")
+        resumed = f", resumed after {self.resumed_from}" if self.resumed_from else ""
+        lines = [
+            f"indexed {self.passages_total} passages of {self.kb} ({self.format}) into {self.store} [{status}]: "
+            f"{self.passages_this_run} this run{resumed} in {self.seconds:.1f} s ({self.passages_per_s:.1f} passages/s"
+            f"{f', encoded on {self.processes} processes' if self.processes > 1 else ''}); "
+            f"the collection holds {self.collection_count} points"
+        ]
+        if self.malformed:
+            examples = "; ".join(self.malformed_examples[:3])
+            lines.append(f"malformed rows skipped: {self.malformed} (e.g. {examples})")
+        else:
+            lines.append("malformed rows skipped: 0")
+        skipped = ", ".join(f"{n} {what}" for what, n in sorted(self.skipped.items()) if n)
+        if skipped:
+            lines.append(f"skipped on purpose: {skipped}")
+        if self.missing_images:
+            examples = "; ".join(self.missing_image_examples[:3])
+            lines.append(f"passage images missing, encoded text-only: {self.missing_images} (e.g. {examples})")
+        else:
+            lines.append("passage images missing, encoded text-only: 0")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data = asdict(self)
+        data["passages_per_s"] = self.passages_per_s
+        return data
+
+
+class _Bar:
+    """tqdm over the KB (records, for an ETA) or over ``limit`` passages, showing passages/s."""
+
+    def __init__(self, reader: KBReader, limit: int | None, done: int, start: Position | None, count: bool, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.t0 = time.monotonic()
+        self.run_passages = 0
+        self.by_passages = limit is not None
+        self.record_offset = 0 if reader.record_is_line else 1
+        if self.by_passages:
+            total, initial, unit = limit, min(done, limit), "passage"
+        else:
+            total = reader.count_records() if (count and enabled) else None
+            initial = (start.record + self.record_offset) if start else 0
+            unit = "line" if reader.record_is_line else "article"
+        self.bar = tqdm(
+            total=total, initial=initial, unit=unit, desc=f"indexing {reader.path.name}", disable=not enabled,
+            dynamic_ncols=True, smoothing=0.1,
+        )
+
+    def advance(self, passages: int, done: int, last: Position) -> None:
+        self.run_passages += passages
+        target = done if self.by_passages else last.record + self.record_offset
+        self.bar.update(max(0, target - self.bar.n))
+        rate = self.run_passages / max(time.monotonic() - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"{done} passages, {rate:.1f} passages/s", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _batches(stream: Iterator[tuple[Passage, Position]], size: int, budget: int | None) -> Iterator[list[tuple[Passage, Position]]]:
+    """Group the stream into lists of ``size``, stopping after ``budget`` passages (None: no limit)."""
+    batch: list[tuple[Passage, Position]] = []
+    taken = 0
+    if budget is not None and budget <= 0:
+        return
+    for item in stream:
+        batch.append(item)
+        taken += 1
+        if len(batch) == size:
+            yield batch
+            batch = []
+        if budget is not None and taken >= budget:
+            break
+    if batch:
+        yield batch
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def build_index(
+    config: IndexConfig,
+    kb: str | Path,
+    fmt: str,
+    *,
+    limit: int | None = None,
+    restart: bool = False,
+    show_progress: bool = True,
+    encoder: Any = None,
+    store_kwargs: dict[str, Any] | None = None,
+) -> IndexReport:
+    """Index KB file ``kb`` (format ``fmt``) into the collection of ``config.store``.
+
+    ``limit``: index only the first ``limit`` passages of the KB (a later run with a
+    larger limit, or none, continues). ``restart``: ignore saved progress. ``encoder``:
+    an already loaded encoder (else ``config.encoder`` is loaded). Returns an
+    :class:`IndexReport`; raises on the first malformed row when ``config.ingest.strict``.
+    """
+    config.validate()
+    if limit is not None and limit < 0:
+        raise ValueError(f"--limit must be >= 0, got {limit}")
+    procs = detect_processes()
+    ingest = config.ingest
+    errors = MalformedRows(strict=ingest.strict, max_kept=ingest.max_error_examples)
+    reader = make_reader(fmt, kb, ingest, errors)
+    if encoder is None:
+        encoder = load_encoder(config.encoder, device=procs.device)
+
+    store = None
+    plan: dict[str, Any] = {}
+    if procs.is_main_process:
+        from rag.store import open_store
+
+        expect = encoder_metadata(encoder, config.encoder, config.store.distance, ingest=ingest.passage_options())
+        store = open_store(config.store, expect=expect, create=True, **(store_kwargs or {}))
+    try:
+        if procs.is_main_process:
+            for name in dict.fromkeys([reader.key_field, *config.store.payload_indexes]):
+                if name:
+                    store.create_payload_index(name)
+            states = store.load_state(STATE_NAME) or {}
+            key = reader.source_hash()
+            state = None if restart else states.get(key)
+            if state is None:
+                state = {
+                    "source": reader.source_key(), "next": None, "passages": 0, "malformed": 0,
+                    "malformed_examples": [], "missing_images": 0, "missing_image_examples": [], "skipped": {},
+                    "complete": False, "optimized": False, "started_at": _now(), "runs": 0,
+                }
+            state["runs"] = int(state.get("runs", 0)) + 1
+            plan = {"key": key, "state": state}
+        plan = procs.broadcast(plan)
+        state = plan["state"]
+        report = IndexReport(
+            kb=str(kb), format=fmt, store=config.store.describe(), resumed_from=int(state["passages"]),
+            processes=procs.num_processes, main_process=procs.is_main_process,
+        )
+        if procs.num_processes > 1:
+            logger.info("process %d of %d encodes its slice of every batch", procs.process_index, procs.num_processes)
+        t0 = time.monotonic()
+        start = Position.from_dict(state["next"]) if state["next"] else None
+        done = int(state["passages"])
+        budget = None if limit is None else max(0, limit - done)
+        counters = _Counters(state, errors, reader, ingest.max_error_examples)
+        if state["complete"] or budget == 0:
+            logger.info("nothing to index: %s", "the KB is fully indexed" if state["complete"] else f"--limit {limit} reached")
+            report.stopped_at_limit = not state["complete"]
+        else:
+            bar = _Bar(reader, limit, done, start, ingest.count_records, show_progress and procs.is_main_process)
+            try:
+                for batch in _batches(reader.passages(start), ingest.batch_size, budget):
+                    vectors, bad = _encode(encoder, batch, config, procs)
+                    done += len(batch)
+                    if procs.is_main_process:
+                        store.upsert([p.id for p, _ in batch], vectors, [p.payload for p, _ in batch])
+                        store.flush()  # durable before the progress record says so
+                        last = batch[-1][1]
+                        state["next"] = Position(last.record, last.chunk + 1).to_dict()
+                        state["passages"] = done
+                        counters.add_missing_images(bad, batch)
+                        counters.fold_into(state)
+                        state["updated_at"] = _now()
+                        store.save_state(STATE_NAME, {**states, plan["key"]: state})
+                        bar.advance(len(batch), done, last)
+            finally:
+                bar.close()
+            # A run that stops at --limit cannot know whether passages follow without reading on.
+            report.stopped_at_limit = budget is not None and done - report.resumed_from >= budget
+            state["complete"] = not report.stopped_at_limit
+        if procs.is_main_process:
+            counters.fold_into(state)
+            added = done - report.resumed_from
+            if ingest.optimize and (added or not state.get("optimized")) and store.count():
+                logger.info("optimizing %s (building the HNSW index)", config.store.describe())
+                if show_progress:
+                    print(f"building the search index of {config.store.describe()} ...", file=sys.stderr, flush=True)
+                store.optimize()
+                state["optimized"] = True
+            elif added:
+                state["optimized"] = False
+            state["updated_at"] = _now()
+            store.save_state(STATE_NAME, {**states, plan["key"]: state})
+            report.collection_count = store.count()
+        report.passages_total = done
+        report.passages_this_run = done - report.resumed_from
+        report.complete = bool(state["complete"])
+        report.optimized = bool(state.get("optimized"))
+        report.malformed = int(state["malformed"])
+        report.malformed_examples = list(state["malformed_examples"])
+        report.missing_images = int(state["missing_images"])
+        report.missing_image_examples = list(state["missing_image_examples"])
+        report.skipped = dict(state["skipped"])
+        report.seconds = time.monotonic() - t0
+        procs.barrier()
+        return report
+    except BaseException:
+        if procs.is_main_process and plan:
+            logger.warning(
+                "indexing stopped; progress is saved (%d passages). Run the same command again to resume.",
+                int(plan["state"]["passages"]),
+            )
+        raise
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _encode(encoder: Any, batch: list[tuple[Passage, Position]], config: IndexConfig, procs: SingleProcess):
+    """Encode this process's slice of ``batch``; on the main process return all vectors + bad images."""
+    from retriever import RetrievalItem
+
+    mine = procs.split(len(batch))
+    bad: list[tuple[int, str]] = []
+    on_bad = None
+    if config.ingest.on_missing_image == "text_only":
+        def on_bad(index: int, message: str, offset: int = mine.start) -> None:
+            bad.append((offset + index, message))
+
+    items = [RetrievalItem(text=batch[i][0].text or None, image=batch[i][0].image) for i in mine]
+    vectors = (
+        encoder.encode(items, batch_size=config.encoder.batch_size, on_bad_image=on_bad)
+        if items
+        else np.zeros((0, int(encoder.embedding_dim)), dtype=np.float32)
+    )
+    gathered = procs.gather((np.asarray(vectors, dtype=np.float32), bad))
+    all_vectors = np.concatenate([v for v, _ in gathered], axis=0)
+    all_bad = [b for _, bs in gathered for b in bs]
+    return all_vectors, all_bad
+
+
+class _Counters:
+    """Malformed rows, purposeful skips and missing images: saved totals + this run's counts.
+
+    The reader's :class:`MalformedRows` and skip counter only see this run; the state
+    keeps the totals of earlier runs, so the final summary covers the whole build.
+    """
+
+    def __init__(self, state: dict, errors: MalformedRows, reader: KBReader, keep: int):
+        self.errors = errors
+        self.reader = reader
+        self.keep = keep
+        self.base_malformed = int(state["malformed"])
+        self.base_examples = list(state["malformed_examples"])
+        self.base_skipped = {k: int(v) for k, v in state["skipped"].items()}
+        self.base_missing = int(state["missing_images"])
+        self.base_missing_examples = list(state["missing_image_examples"])
+        self.missing = 0
+        self.missing_examples: list[str] = []
+
+    def add_missing_images(self, bad: list[tuple[int, str]], batch: list[tuple[Passage, Position]]) -> None:
+        self.missing += len(bad)
+        for index, message in bad:
+            if len(self.missing_examples) < self.keep:
+                self.missing_examples.append(f"passage {batch[index][0].id}: {message}")
+
+    def fold_into(self, state: dict) -> None:
+        state["malformed"] = self.base_malformed + self.errors.count
+        state["malformed_examples"] = (self.base_examples + self.errors.examples)[: self.keep]
+        skipped = dict(self.base_skipped)
+        for what, n in self.reader.skipped.items():
+            skipped[what] = skipped.get(what, 0) + int(n)
+        state["skipped"] = skipped
+        state["missing_images"] = self.base_missing + self.missing
+        state["missing_image_examples"] = (self.base_missing_examples + self.missing_examples)[: self.keep]
