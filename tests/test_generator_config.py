@@ -180,3 +180,21 @@ def test_a_text_only_checkpoint_is_refused_with_the_reason(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(ConfigError, match=r"model type 'llama'.* not an image-text-to-text model"):
             load_model(str(tmp_path), GeneratorConfig(model=str(tmp_path), device_map="cpu"), None)
+
+
+def test_yaml_config_to_answers(tiny_checkpoint, tmp_path, fixtures_dir):
+    path = tmp_path / "generator.yaml"
+    path.write_text(
+        f"generator:\n  model: {tiny_checkpoint}\n  dtype: float32\n  device_map: cpu\n  max_new_tokens: 4\n"
+        "  batch_size: 2\n  context_token_budget: 120\n  prompt:\n    instruction: Reply in one word.\n"
+    )
+    gen = MultimodalGenerator.from_config(GeneratorConfig.from_yaml(path, section="generator"))
+    result = gen.generate([{"question": "What animal is this?", "image": fixtures_dir / "images" / "chelsea.png",
+                            "passages": [{"title": "Cat", "text": "The domestic cat is a small mammal."}]}])[0]
+    assert result.prompt.rstrip().endswith("Question: What animal is this?\nReply in one word.<|im_end|>\n<|im_start|>assistant")
+    assert result.passages_used == 1 and result.prompt_tokens <= 120
+    same = MultimodalGenerator.from_pretrained(str(tiny_checkpoint), dtype="float32", device_map="cpu", max_new_tokens=4,
+                                               batch_size=2, context_token_budget=120, prompt={"instruction": "Reply in one word."})
+    assert same.config == gen.config
+    assert same.generate([{"question": "What animal is this?", "image": fixtures_dir / "images" / "chelsea.png",
+                           "passages": [{"title": "Cat", "text": "The domestic cat is a small mammal."}]}])[0] == result
