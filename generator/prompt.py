@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -250,7 +251,7 @@ class PromptBuilder:
         )
 
 
-class _TokenPrefixes(Sequence):
+class _TokenPrefixes(SequenceABC):
     """``prefixes[i]`` = the text of the first ``i + 1`` tokens, decoded only when asked for."""
 
     def __init__(self, tokenizer: Any, text: str):

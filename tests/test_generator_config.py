@@ -8,7 +8,7 @@ import torch
 
 from generator import GeneratorConfig, MultimodalGenerator, PromptConfig, QuantizationUnavailableError
 from generator.loading import model_load_kwargs, quantization_config
-from generator.tiny import save_tiny_checkpoint
+from generator.tiny import missing_requirements, save_tiny_checkpoint
 from ret2vqa.config import ConfigError, from_dict
 from ret2vqa.hub import ModelUnavailableError
 
@@ -198,3 +198,13 @@ def test_yaml_config_to_answers(tiny_checkpoint, tmp_path, fixtures_dir):
     assert same.config == gen.config
     assert same.generate([{"question": "What animal is this?", "image": fixtures_dir / "images" / "chelsea.png",
                            "passages": [{"title": "Cat", "text": "The domestic cat is a small mammal."}]}])[0] == result
+
+
+@pytest.mark.skipif(bool(missing_requirements("smolvlm")), reason="building the SmolVLM checkpoint needs num2words")
+def test_a_processor_needing_a_missing_package_says_which(tmp_path, monkeypatch):
+    directory = save_tiny_checkpoint("smolvlm", tmp_path / "smolvlm")
+    import transformers.models.smolvlm.processing_smolvlm as smolvlm_processing
+
+    monkeypatch.setattr(smolvlm_processing, "num2words", None)  # as on a machine without num2words
+    with pytest.raises(ConfigError, match=r"model: the processor of .* needs a package that is missing: .*num2words"):
+        MultimodalGenerator.from_config(GeneratorConfig(model=str(directory), device_map="cpu"))
