@@ -46,7 +46,17 @@ __all__ = [
     "GenerationResult",
     "Passage",
     "postprocess_answer",
-    *_LAZY,
+    "MultimodalGenerator",
+    "PromptBuilder",
+    "BuiltPrompt",
+    "build_prompt",
+    "QuantizationUnavailableError",
+    "build_tiny_generator",
+    "build_tiny_model_and_processor",
+    "build_tiny_processor",
+    "save_tiny_checkpoint",
+    "TINY_FAMILIES",
+    "load_image",
 ]
 
 

@@ -34,7 +34,7 @@ def needs_video_processor(processor_class: type) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def image_only_processor_class(processor_class: type) -> type:
     """A subclass of ``processor_class`` without the ``video_processor`` attribute.
 

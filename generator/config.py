@@ -159,10 +159,10 @@ class GeneratorConfig:
         return "4bit" if self.load_in_4bit else "8bit" if self.load_in_8bit else None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "") -> "GeneratorConfig":
+    def from_dict(cls, data: dict[str, Any], where: str = "") -> GeneratorConfig:
         return from_dict(cls, data, where=where)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, section: str | None = None) -> "GeneratorConfig":
+    def from_yaml(cls, path: str | Path, section: str | None = None) -> GeneratorConfig:
         """Read a generator config from YAML (the whole file, or one top-level ``section``)."""
         return from_yaml(cls, path, section=section)

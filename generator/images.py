@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 
-def load_image(image: Any) -> "Any | None":
+def load_image(image: Any) -> Any | None:
     """Return an RGB ``PIL.Image`` for ``image`` (a PIL image, a path, a URL or base64 data), or ``None``.
 
     A missing file raises :class:`FileNotFoundError` naming it; an unreadable one a

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .config import GeneratorConfig
 from .images import load_image
 from .postprocess import postprocess_answer
 from .prompt import BuiltPrompt, PromptBuilder
-from .schema import GenerationRequest, GenerationResult, Passage
+from .schema import GenerationRequest, GenerationResult
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class MultimodalGenerator:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: GeneratorConfig) -> "MultimodalGenerator":
+    def from_config(cls, config: GeneratorConfig) -> MultimodalGenerator:
         """Load ``config.model`` (hub id or local directory) as configured.
 
         Raises ``ModelUnavailableError`` when the model is neither local, cached nor
@@ -65,7 +66,7 @@ class MultimodalGenerator:
         return cls(model, processor, config)
 
     @classmethod
-    def from_pretrained(cls, model: str, **settings: Any) -> "MultimodalGenerator":
+    def from_pretrained(cls, model: str, **settings: Any) -> MultimodalGenerator:
         """``from_config(GeneratorConfig(model=model, **settings))``."""
         return cls.from_config(GeneratorConfig(model=model, **settings))
 
@@ -211,4 +212,4 @@ def _batches(prepared: list[tuple[int, BuiltPrompt]], batch_size: int) -> Iterat
             yield group[start : start + batch_size]
 
 
-__all__ = ["MultimodalGenerator", "GenerationRequest", "GenerationResult", "Passage"]
+__all__ = ["MultimodalGenerator"]

@@ -6,9 +6,10 @@ adapters, evaluation scripts) can build requests and read results cheaply.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -26,7 +27,7 @@ class Passage:
     score: float | None = None
 
     @classmethod
-    def coerce(cls, obj: Any) -> "Passage":
+    def coerce(cls, obj: Any) -> Passage:
         """Accept a :class:`Passage`, a mapping with ``title``/``text`` (``passage``/``content`` too),
         or a LangChain-style document (``page_content`` + ``metadata['title']``)."""
         if isinstance(obj, Passage):

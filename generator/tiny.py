@@ -19,9 +19,10 @@ Families: ``qwen2_vl``, ``qwen2_5_vl``, ``idefics3``, ``smolvlm`` (needs ``num2w
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ret2vqa.config import ConfigError
 
@@ -155,12 +156,14 @@ def _qwen_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
         )
         if version == "qwen2_vl":
-            from transformers import Qwen2VLConfig as Config, Qwen2VLProcessor as Processor
+            from transformers import Qwen2VLConfig as Config
+            from transformers import Qwen2VLProcessor as Processor
 
             vision = dict(depth=2, embed_dim=WIDTH, hidden_size=WIDTH, num_heads=4, mlp_ratio=2, patch_size=4,
                           spatial_merge_size=2, temporal_patch_size=2, initializer_range=0.1)
         else:
-            from transformers import Qwen2_5_VLConfig as Config, Qwen2_5_VLProcessor as Processor
+            from transformers import Qwen2_5_VLConfig as Config
+            from transformers import Qwen2_5_VLProcessor as Processor
 
             vision = dict(depth=2, hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_heads=4, out_hidden_size=WIDTH,
                           patch_size=4, spatial_merge_size=2, temporal_patch_size=2, window_size=16,
@@ -187,11 +190,17 @@ def _idefics_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
     def build(tok: Any, chat_template: str) -> tuple[Any, Any]:
         family = FAMILIES[version]
         if version == "idefics3":
-            from transformers import Idefics3Config as Config, Idefics3Processor as Processor
-            from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil as ImageProcessor
+            from transformers import Idefics3Config as Config
+            from transformers import Idefics3Processor as Processor
+            from transformers.models.idefics3.image_processing_pil_idefics3 import (
+                Idefics3ImageProcessorPil as ImageProcessor,
+            )
         else:
-            from transformers import SmolVLMConfig as Config, SmolVLMProcessor as Processor
-            from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil as ImageProcessor
+            from transformers import SmolVLMConfig as Config
+            from transformers import SmolVLMProcessor as Processor
+            from transformers.models.smolvlm.image_processing_pil_smolvlm import (
+                SmolVLMImageProcessorPil as ImageProcessor,
+            )
         # 16-pixel tiles of 4x4 patches, pixel-shuffled by 2: 4 image tokens per tile; images up to 32
         # pixels are split into at most 2x2 tiles plus the global view.
         config = Config(
@@ -293,7 +302,7 @@ def build_tiny_tokenizer(family: str = "qwen2_vl") -> Any:
     return _tokenizer(family)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trained_tokenizer_json(specials: tuple[str, ...], bos: str | None, add_bos: bool) -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
