@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -55,25 +56,28 @@ def _fingerprint(kind: str, sources: list[str | Path], options: dict[str, Any]) 
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
+@dataclass
+class _RecordingRows(MalformedRows):
+    """A collector that also keeps structured copies of what it reports, to be replayed later."""
+
+    structured: list[dict[str, Any]] = field(default_factory=list)
+
+    def report(self, path: str | Path, line: int | None, message: str) -> None:
+        super().report(path, line, message)
+        if len(self.structured) < self.max_kept:
+            self.structured.append({"path": str(path), "line": line, "message": message})
+
+
 def _generate(
     row_fn: Callable[..., Iterator[dict[str, Any]]], row_kwargs: dict[str, Any], strict: bool, report_path: str
 ) -> Iterator[dict[str, Any]]:
     """Run ``row_fn`` with a fresh collector, then write the collector's report to ``report_path``."""
-    errors = MalformedRows(strict=strict)
-    kept: list[dict[str, Any]] = []
-    original_report = errors.report
-
-    def report(path, line, message):  # keep structured copies so they can be replayed later
-        original_report(path, line, message)
-        if len(kept) < errors.max_kept:
-            kept.append({"path": str(path), "line": line, "message": message})
-
-    errors.report = report  # type: ignore[method-assign]
+    errors = _RecordingRows(strict=strict)
     yield from row_fn(errors=errors, **row_kwargs)
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{report_path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump({"count": errors.count, "examples": kept}, fh)
+        json.dump({"count": errors.count, "examples": errors.structured}, fh)
     os.replace(tmp, report_path)
 
 

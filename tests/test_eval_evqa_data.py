@@ -134,6 +134,20 @@ def test_lenient_mode_reports_and_keeps_ids_aligned(tmp_path, caplog):
     assert [q.question_id for q in iter_questions(path, MalformedRows(strict=False))] == [0, 3]
 
 
+def test_unscorable_answers_can_be_loaded_for_training_but_not_scored(tmp_path):
+    from eval.evqa import score_predictions
+
+    path = write_csv(tmp_path, GOOD.replace(",yes,", ",A,"))  # blood type 'A': empty after normalisation
+    with pytest.raises(RowError, match="check_references=False"):
+        load_questions(path)
+    rows = load_questions(path, check_references=False)
+    assert rows[0].answers == ["A"]
+    with pytest.raises(
+        ValueError, match=r"question_id 0 \(line 2\): reference answer 'A' is empty after preprocessing"
+    ):
+        score_predictions({0: "A"}, rows)
+
+
 def test_other_question_types_can_be_loaded_on_request(tmp_path):
     path = write_csv(tmp_path, GOOD.replace("templated", "infoseek"))
     (row,) = load_questions(path, question_types=None)

@@ -128,7 +128,11 @@ def _parse_section_ids(text: str) -> list[int]:
 
 
 def _parse_row(
-    row: dict[str, str], question_id: int, line: int, question_types: tuple[str, ...] | None
+    row: dict[str, str],
+    question_id: int,
+    line: int,
+    question_types: tuple[str, ...] | None,
+    check_references: bool = True,
 ) -> EVQAQuestion:
     """Validate one CSV record; raises ValueError with a message naming the field."""
     qtype = row["question_type"].strip()
@@ -138,10 +142,13 @@ def _parse_row(
         raise ValueError("empty question")
     if not row["answer"]:
         raise ValueError("empty answer")
-    if qtype in QUESTION_TYPES:
+    if check_references and qtype in QUESTION_TYPES:
         problem = reference_problem(row["answer"], qtype)
         if problem:
-            raise ValueError(f"answer: {problem} (the official evaluator would raise on it)")
+            raise ValueError(
+                f"answer: {problem} (the official evaluator would raise on it; "
+                "check_references=False loads such rows for uses other than scoring)"
+            )
     elif any(not ref for ref in split_references(row["answer"])):
         raise ValueError(f"answer {row['answer']!r} has an empty '|'-separated part")
     url = row["wikipedia_url"].strip()
@@ -206,13 +213,16 @@ def iter_records(
     path: str | Path,
     errors: MalformedRows | None = None,
     question_types: Iterable[str] | None = QUESTION_TYPES,
+    check_references: bool = True,
 ) -> Iterator[tuple[int, EVQAQuestion | None]]:
     """Yield ``(question_id, question)`` for every record; ``question`` is ``None`` for a malformed one.
 
     The malformed record has already been reported to ``errors`` (strict when ``None``:
     the first one raises :class:`RowError`). ``question_types=None`` accepts any type
     (e.g. EchoSight's InfoSeek-as-E-VQA files with type ``infoseek``); such rows load
-    but cannot be scored.
+    but cannot be scored. ``check_references`` (default) rejects answers the official
+    metric cannot score (empty after normalisation, e.g. ``"A"``); turn it off to load
+    every row of a training file.
     """
     errors = errors if errors is not None else MalformedRows(strict=True)
     types = tuple(question_types) if question_types is not None else None
@@ -232,7 +242,7 @@ def iter_records(
             emitted += 1
         received += 1
         try:
-            item: EVQAQuestion | None = _parse_row(row, index, line, types)
+            item: EVQAQuestion | None = _parse_row(row, index, line, types, check_references)
         except ValueError as exc:
             own_reports += 1
             errors.report(path, line, str(exc))
@@ -248,9 +258,10 @@ def iter_questions(
     path: str | Path,
     errors: MalformedRows | None = None,
     question_types: Iterable[str] | None = QUESTION_TYPES,
+    check_references: bool = True,
 ) -> Iterator[EVQAQuestion]:
     """Yield the valid :class:`EVQAQuestion` records of an E-VQA CSV (malformed ones go to ``errors``)."""
-    for _, item in iter_records(path, errors, question_types):
+    for _, item in iter_records(path, errors, question_types, check_references):
         if item is not None:
             yield item
 
@@ -259,13 +270,16 @@ def load_questions(
     path: str | Path,
     errors: MalformedRows | None = None,
     question_types: Iterable[str] | None = QUESTION_TYPES,
+    check_references: bool = True,
 ) -> list[EVQAQuestion | None]:
     """All records as a list indexed by ``question_id``; malformed records are ``None`` placeholders."""
-    return [item for _, item in iter_records(path, errors, question_types)]
+    return [item for _, item in iter_records(path, errors, question_types, check_references)]
 
 
-def _question_rows(path: str, question_types: list[str] | None, errors: MalformedRows) -> Iterator[dict[str, Any]]:
-    for item in iter_questions(path, errors, question_types):
+def _question_rows(
+    path: str, question_types: list[str] | None, check_references: bool, errors: MalformedRows
+) -> Iterator[dict[str, Any]]:
+    for item in iter_questions(path, errors, question_types, check_references):
         yield item.to_dict()
 
 
@@ -295,6 +309,7 @@ def questions_dataset(
     path: str | Path,
     errors: MalformedRows | None = None,
     question_types: Iterable[str] | None = QUESTION_TYPES,
+    check_references: bool = True,
     cache_dir: str | Path | None = None,
     keep_in_memory: bool = False,
 ):
@@ -304,7 +319,11 @@ def questions_dataset(
     return dataset_from_rows(
         _question_rows,
         source=path,
-        row_kwargs={"path": str(path), "question_types": list(question_types) if question_types is not None else None},
+        row_kwargs={
+            "path": str(path),
+            "question_types": list(question_types) if question_types is not None else None,
+            "check_references": check_references,
+        },
         features=question_features(),
         errors=errors,
         cache_dir=cache_dir,
