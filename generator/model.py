@@ -20,6 +20,8 @@ from .postprocess import postprocess_answer
 from .prompt import BuiltPrompt, PromptBuilder
 from .schema import GenerationRequest, GenerationResult
 
+TINY_PREFIX = "tiny-random/"
+
 logger = logging.getLogger(__name__)
 
 # Requests whose images and prompts are prepared at once: bounds memory on long lists
@@ -56,10 +58,17 @@ class MultimodalGenerator:
     def from_config(cls, config: GeneratorConfig) -> MultimodalGenerator:
         """Load ``config.model`` (hub id or local directory) as configured.
 
+        ``model: tiny-random/<family>`` builds the tiny randomly initialised model of that
+        family offline (tests, ``ret2vqa demo --tiny``; its answers mean nothing).
         Raises ``ModelUnavailableError`` when the model is neither local, cached nor
         downloadable, and :class:`~generator.loading.QuantizationUnavailableError` when
         4/8-bit is asked for without CUDA (unless ``allow_quantization_fallback``).
         """
+        if config.model.startswith(TINY_PREFIX):  # offline tiny random model, e.g. "tiny-random/qwen2_vl"
+            from .tiny import build_tiny_model_and_processor
+
+            model, processor = build_tiny_model_and_processor(config.model[len(TINY_PREFIX):], seed=0)
+            return cls(model, processor, config)
         from .loading import load
 
         model, processor = load(config)

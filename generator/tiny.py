@@ -389,10 +389,10 @@ def build_tiny_generator(family: str = "qwen2_vl", seed: int = 0, config: Any = 
     ``seed`` field: pass it inside ``config``.)
     """
     from .config import GeneratorConfig
-    from .model import MultimodalGenerator
+    from .model import TINY_PREFIX, MultimodalGenerator
 
     if config is None:
-        settings: dict[str, Any] = {"model": f"tiny-random/{family}", "dtype": "float32", "device_map": "cpu",
+        settings: dict[str, Any] = {"model": f"{TINY_PREFIX}{family}", "dtype": "float32", "device_map": "cpu",
                                     "max_new_tokens": 8}
         settings.update(overrides)
         config = GeneratorConfig(**settings)

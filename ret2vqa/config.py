@@ -126,6 +126,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+    except ConfigError as exc:  # a cross-field check in __post_init__: say which file/section
+        if where and not str(exc).startswith(where):
+            raise ConfigError(f"{where}: {exc}") from exc
+        raise
 
 
 def from_yaml(cls: type[T], path: str | Path, section: str | None = None) -> T:
