@@ -70,9 +70,10 @@ class PipelineAnswer:
     prompt_tokens: int = 0
     passages_used: int = 0
     image: str | None = None
+    prompt: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, with_prompt: bool = False) -> dict[str, Any]:
+        data = {
             "question": self.question,
             "image": self.image,
             "answer": self.answer,
@@ -82,6 +83,9 @@ class PipelineAnswer:
             "passages": [p.to_dict() for p in self.passages],
             "timings_ms": {k: round(v, 1) for k, v in self.timings.items()},
         }
+        if with_prompt:
+            data["prompt"] = self.prompt
+        return data
 
 
 @dataclass
@@ -137,7 +141,7 @@ class Pipeline:
         from rag.store import open_store
 
         encoder = load_encoder(cfg.encoder)
-        store = open_store(cfg.store, expect=encoder_metadata(encoder, cfg.encoder))
+        store = open_store(cfg.store, expect=encoder_metadata(encoder, cfg.encoder, cfg.store.distance))
         generator = None
         if load_generator and cfg.generator is not None:
             from generator import MultimodalGenerator
@@ -228,6 +232,7 @@ class Pipeline:
                 prompt_tokens=r.prompt_tokens,
                 passages_used=r.passages_used,
                 image=str(q.image) if isinstance(q.image, (str, Path)) else None,
+                prompt=getattr(r, "prompt", ""),
             )
             for q, passages, r in zip(queries, retrieved, results)
         ]
