@@ -229,3 +229,21 @@ def test_server_backend_local_mode_end_to_end(tmp_path, encoder):
         assert store.metadata.encoder_fingerprint == encoder.fingerprint
         vector = encoder.encode_queries([all_passages(config)[7].text], instruction="")[0]
         assert store.search(vector, k=1)[0].id == all_passages(config)[7].id
+
+
+def test_counts_of_malformed_rows_survive_an_interruption_exactly(tmp_path, encoder):
+    """Rows read ahead of the last checkpoint are not counted twice, nor lost, across a resume."""
+    lines = WIKI.read_text().splitlines()
+    for at in (20, 9, 2):  # malformed rows before, around and after the crash point
+        lines.insert(at, '{"wikidata_id": "Q0", ')
+    bad = tmp_path / "wiki_bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    config = make_config(tmp_path / "store")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build_index(config, bad, "infoseek", encoder=FailingEncoder(encoder, fail_on=3), show_progress=False)
+    with open_store(config.store) as store:
+        (state,) = store.load_state(STATE_NAME).values()
+    assert 0 < state["malformed"] < 3  # only the rows before the last saved batch
+    report = build_index(config, bad, "infoseek", encoder=encoder, show_progress=False)
+    assert (report.passages_total, report.malformed, report.collection_count) == (141, 3, 141)
+    assert [e.split(": ")[0] for e in report.malformed_examples] == [f"{bad}:3", f"{bad}:11", f"{bad}:23"]

@@ -150,6 +150,64 @@ def _batches(stream: Iterator[tuple[Passage, Position]], size: int, budget: int 
         yield batch
 
 
+@dataclass
+class _Snapshot:
+    """The reader's counters at the moment a batch was complete (the reading thread runs ahead)."""
+
+    malformed: int
+    examples: list[str]
+    skipped: dict[str, int]
+
+
+def _prefetched(batches: Iterator[list[tuple[Passage, Position]]], errors: MalformedRows, reader: KBReader,
+                depth: int = 2) -> Iterator[tuple[list[tuple[Passage, Position]], _Snapshot]]:
+    """Read (and parse) the next batches in a thread while the current one is encoded.
+
+    Each batch comes with a snapshot of the malformed-row and skip counters taken when
+    it was complete, so the progress record never counts rows read ahead of it. An
+    exception in the reader (e.g. a malformed row in strict mode) is re-raised here.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                snap = _Snapshot(errors.count, list(errors.examples), dict(reader.skipped))
+                if not put((batch, snap)):
+                    return
+            put(end)
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="kb-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -224,7 +282,8 @@ def build_index(
         else:
             bar = _Bar(reader, limit, done, start, ingest.count_records, show_progress and procs.is_main_process)
             try:
-                for batch in _batches(reader.passages(start), ingest.batch_size, budget):
+                stream = _batches(reader.passages(start), ingest.batch_size, budget)
+                for batch, snap in _prefetched(stream, errors, reader):
                     vectors, bad = _encode(encoder, batch, config, procs)
                     done += len(batch)
                     if procs.is_main_process:
@@ -234,7 +293,7 @@ def build_index(
                         state["next"] = Position(last.record, last.chunk + 1).to_dict()
                         state["passages"] = done
                         counters.add_missing_images(bad, batch)
-                        counters.fold_into(state)
+                        counters.fold_into(state, snap)
                         state["updated_at"] = _now()
                         store.save_state(STATE_NAME, {**states, plan["key"]: state})
                         bar.advance(len(batch), done, last)
@@ -329,11 +388,14 @@ class _Counters:
             if len(self.missing_examples) < self.keep:
                 self.missing_examples.append(f"passage {batch[index][0].id}: {message}")
 
-    def fold_into(self, state: dict) -> None:
-        state["malformed"] = self.base_malformed + self.errors.count
-        state["malformed_examples"] = (self.base_examples + self.errors.examples)[: self.keep]
+    def fold_into(self, state: dict, snap: _Snapshot | None = None) -> None:
+        """Totals into ``state``: as of ``snap`` (a checkpoint) or of now (the end of the run)."""
+        if snap is None:
+            snap = _Snapshot(self.errors.count, list(self.errors.examples), dict(self.reader.skipped))
+        state["malformed"] = self.base_malformed + snap.malformed
+        state["malformed_examples"] = (self.base_examples + snap.examples)[: self.keep]
         skipped = dict(self.base_skipped)
-        for what, n in self.reader.skipped.items():
+        for what, n in snap.skipped.items():
             skipped[what] = skipped.get(what, 0) + int(n)
         state["skipped"] = skipped
         state["missing_images"] = self.base_missing + self.missing
