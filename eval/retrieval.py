@@ -68,7 +68,8 @@ def first_hit_ranks(
     return ranks
 
 
-def _recall_from_ranks(ranks: Sequence[int | None], ks: Iterable[int]) -> dict[int, float]:
+def recall_from_ranks(ranks: Sequence[int | None], ks: Iterable[int]) -> dict[int, float]:
+    """``{k: fraction of queries whose first hit is at rank <= k}`` (``None``: no hit)."""
     ks = _check_ks(ks)
     if not ranks:
         raise ValueError("no queries to evaluate")
@@ -83,7 +84,7 @@ def recall_at_k(
     on_empty: OnEmpty = "error",
 ) -> dict[int, float]:
     """Entity/article-level recall@k: a positive among the first ``k`` distinct retrieved ids."""
-    return _recall_from_ranks(first_hit_ranks(retrieved_ids_per_query, positive_ids_per_query, dedup, on_empty), ks)
+    return recall_from_ranks(first_hit_ranks(retrieved_ids_per_query, positive_ids_per_query, dedup, on_empty), ks)
 
 
 def passage_recall_at_k(
@@ -96,13 +97,12 @@ def passage_recall_at_k(
     return recall_at_k(retrieved_ids_per_query, positive_ids_per_query, ks, dedup=False, on_empty=on_empty)
 
 
-def pseudo_recall_at_k(
+def pseudo_hit_ranks(
     retrieved_texts_per_query: Sequence[Sequence[str]],
     answers_per_query: Sequence[Iterable[str]],
-    ks: Iterable[int] = DEFAULT_KS,
     on_empty: OnEmpty = "error",
-) -> dict[int, float]:
-    """M2KR pseudo-recall@k: an answer (stripped, lower-cased) is a substring of a top-``k`` passage (lower-cased).
+) -> list[int | None]:
+    """1-based rank of the first passage containing an answer (stripped, lower-cased), ``None`` if absent.
 
     Answers that are empty after ``strip()`` are ignored: as substrings they would match
     every passage.
@@ -121,7 +121,17 @@ def pseudo_recall_at_k(
                 f"query {i} has no non-empty answer (pass on_empty='miss' to count such queries as misses)"
             )
         ranks.append(next((r + 1 for r, text in enumerate(texts) if any(n in text.lower() for n in needles)), None))
-    return _recall_from_ranks(ranks, ks)
+    return ranks
+
+
+def pseudo_recall_at_k(
+    retrieved_texts_per_query: Sequence[Sequence[str]],
+    answers_per_query: Sequence[Iterable[str]],
+    ks: Iterable[int] = DEFAULT_KS,
+    on_empty: OnEmpty = "error",
+) -> dict[int, float]:
+    """M2KR pseudo-recall@k: an answer (stripped, lower-cased) is a substring of a top-``k`` passage (lower-cased)."""
+    return recall_from_ranks(pseudo_hit_ranks(retrieved_texts_per_query, answers_per_query, on_empty), ks)
 
 
 def evqa_article_positives(question) -> list[str]:

@@ -200,14 +200,23 @@ class Pipeline:
         self, queries: Sequence[Any], k: int | None = None, filter: Mapping[str, Any] | None = None
     ) -> list[PipelineAnswer]:
         """Answer several questions: one encoder batch, one batched search, batched generation."""
+        queries = [Query.coerce(q) for q in queries]
+        start = time.perf_counter()
+        timings: dict[str, float] = {"encode_ms": 0.0, "search_ms": 0.0}
+        retrieved = self.retrieve_batch(queries, k=k, filter=filter, timings=timings)
+        return self.generate_batch(queries, retrieved, timings=timings, started=start)
+
+    def generate_batch(
+        self, queries: Sequence[Any], retrieved: Sequence[Sequence[RetrievedPassage]],
+        timings: dict[str, float] | None = None, started: float | None = None,
+    ) -> list[PipelineAnswer]:
+        """Answer each query from its (already retrieved) passages, in the given rank order."""
         if self.generator is None:
             raise ValueError("this pipeline has no generator (config `generator: null` or load_generator=False)")
         from generator import GenerationRequest, Passage
 
         queries = [Query.coerce(q) for q in queries]
-        start_all = time.perf_counter()
-        timings: dict[str, float] = {"encode_ms": 0.0, "search_ms": 0.0}
-        retrieved = self.retrieve_batch(queries, k=k, filter=filter, timings=timings)
+        timings = dict(timings or {})
         start = time.perf_counter()
         requests = [
             GenerationRequest(
@@ -219,14 +228,14 @@ class Pipeline:
         ]
         results = self.generator.generate(requests)
         timings["generate_ms"] = _ms(start)
-        timings["total_ms"] = _ms(start_all)
-        n = max(1, len(queries))
-        per_item = {key: value / n for key, value in timings.items()}
+        timings["total_ms"] = _ms(started if started is not None else start)
+        # Per-item timings of a batch are the batch's divided by its size.
+        per_item = {key: value / max(1, len(queries)) for key, value in timings.items()}
         return [
             PipelineAnswer(
                 question=q.question,
                 answer=r.answer,
-                passages=passages,
+                passages=list(passages),
                 timings=dict(per_item),
                 raw_text=r.raw_text,
                 prompt_tokens=r.prompt_tokens,

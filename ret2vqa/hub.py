@@ -26,14 +26,18 @@ class ModelUnavailableError(RuntimeError):
         self.revision = revision
         rev = f" --revision {revision}" if revision else ""
         field = f"`{config_field}`" if config_field else "the config's `name_or_path`"
-        msg = (
-            f"model '{name_or_path}'{f' (revision {revision})' if revision else ''} is not available: {reason}.\n"
-            f"  Fetch it once on a machine with internet access:\n"
-            f"      huggingface-cli download {name_or_path}{rev}\n"
-            f"  (the cache is {hub_cache_dir()}; copy it over or set HF_HOME), "
-            f"or point {field} at a local directory that holds the model."
-        )
-        super().__init__(msg)
+        head = f"model '{name_or_path}'{f' (revision {revision})' if revision else ''} is not available: {reason}."
+        if looks_like_path(name_or_path):
+            how = f"\n  Point {field} at a directory that holds the model (a hub id also works)."
+        else:
+            how = (
+                f"\n  Fetch it once on a machine with internet access:\n"
+                f"      huggingface-cli download {name_or_path}{rev}\n"
+                f"  (the cache is {hub_cache_dir()}; copy it over or set HF_HOME), "
+                f"or point {field} at a local directory that holds the model."
+            )
+        self.hint = how
+        super().__init__(head + how)
 
 
 def is_offline() -> bool:
@@ -63,7 +67,7 @@ def cached_model_dir(name_or_path: str, revision: str | None = None) -> str | No
     """The local directory holding ``name_or_path`` without any network access, or ``None``."""
     if Path(name_or_path).expanduser().is_dir():
         return str(Path(name_or_path).expanduser())
-    if _looks_like_path(name_or_path):
+    if looks_like_path(name_or_path):
         return None
     from huggingface_hub import snapshot_download
 
@@ -83,7 +87,7 @@ def resolve_model(name_or_path: str, revision: str | None = None, config_field: 
     local = cached_model_dir(name_or_path, revision)
     if local is not None:
         return local
-    if _looks_like_path(name_or_path):
+    if looks_like_path(name_or_path):
         raise ModelUnavailableError(
             name_or_path, revision, f"no such local directory: {Path(name_or_path).expanduser()}", config_field
         )
@@ -100,7 +104,7 @@ def resolve_model(name_or_path: str, revision: str | None = None, config_field: 
         raise ModelUnavailableError(name_or_path, revision, reason, config_field) from exc
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     """Hub ids are ``name`` or ``org/name``; anything else (``./x``, ``/abs``, ``a/b/c``, ``~``) is a path."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 

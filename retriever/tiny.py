@@ -77,17 +77,17 @@ def build_tiny_processor(backbone: str = "clip", image_size: int = 32, max_text_
     """Char tokenizer + the family's image processor at ``image_size`` pixels."""
     tokenizer = build_char_tokenizer(max_text_length)
     if backbone == "clip":
-        from transformers import CLIPImageProcessor
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor  # PIL backend: no torchvision needed
 
         image_processor = CLIPImageProcessor(
             size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
         )
     elif backbone == "siglip":
-        from transformers import SiglipImageProcessor
+        from transformers import SiglipImageProcessorPil as SiglipImageProcessor
 
         image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
     elif backbone == "siglip2":
-        from transformers import Siglip2ImageProcessor
+        from transformers import Siglip2ImageProcessorPil as Siglip2ImageProcessor
 
         image_processor = Siglip2ImageProcessor(patch_size=8, max_num_patches=(image_size // 8) ** 2)
     else:

@@ -1,0 +1,139 @@
+"""What this installation can run: versions, devices, the model cache, and which configured models are local.
+
+Used by ``ret2vqa doctor`` (a report) and by ``ret2vqa demo`` (to stop before any work
+with one message naming every model that is missing, instead of failing halfway).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ret2vqa.hub import cached_model_dir, hub_cache_dir, is_offline, looks_like_path
+
+PACKAGES = ("ret2vqa", "torch", "transformers", "accelerate", "tokenizers", "huggingface_hub", "datasets", "evaluate",
+            "qdrant-client", "qdrant-edge-py", "langchain-core", "pillow", "numpy", "bitsandbytes")
+
+TRAIN_HINT = "train one with `ret2vqa train --config configs/train/m2kr-clip-vit-b32.yaml` (its output is `final/`)"
+
+
+@dataclass
+class ModelStatus:
+    """One model a config refers to, and whether it can be loaded without a download."""
+
+    role: str  # "encoder", "generator"
+    name_or_path: str
+    revision: str | None
+    kind: str  # "tiny" (built in code), "local" (a directory), "hub"
+    available: bool
+    location: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def devices() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"cpu_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(), "gpus": []}
+    if info["cuda"]:
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            info["gpus"].append({"index": i, "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+                                 "bf16": torch.cuda.is_bf16_supported()})
+    info["mps"] = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    try:
+        import bitsandbytes  # noqa: F401
+
+        info["bitsandbytes"] = "installed" + ("" if info["cuda"] else " (4/8-bit loading still needs CUDA)")
+    except Exception as exc:  # ImportError, or a CUDA setup error raised at import
+        info["bitsandbytes"] = f"not usable: {type(exc).__name__}"
+    return info
+
+
+def cache() -> dict[str, Any]:
+    return {"hf_hub_cache": hub_cache_dir(), "offline": is_offline(), "hf_home": os.environ.get("HF_HOME")}
+
+
+def model_statuses(config: Any) -> list[ModelStatus]:
+    """The encoder and generator a :class:`rag.config.PipelineConfig` names, and whether each is local."""
+    out = []
+    enc = config.encoder
+    if enc.is_tiny:
+        out.append(ModelStatus("encoder", f"tiny ({enc.tiny_backbone}, seed {enc.tiny_seed})", None, "tiny", True,
+                               None))
+    else:
+        local = cached_model_dir(enc.name_or_path, enc.revision)
+        kind = "local" if Path(enc.name_or_path).expanduser().is_dir() or looks_like_path(enc.name_or_path) else "hub"
+        out.append(ModelStatus("encoder", enc.name_or_path, enc.revision, kind, local is not None, local))
+    gen = config.generator
+    if gen is not None:
+        if gen.model.startswith("tiny-random/"):
+            out.append(ModelStatus("generator", gen.model, None, "tiny", True, None))
+        else:
+            local = cached_model_dir(gen.model, gen.revision)
+            kind = "local" if Path(gen.model).expanduser().is_dir() or looks_like_path(gen.model) else "hub"
+            out.append(ModelStatus("generator", gen.model, gen.revision, kind, local is not None, local))
+    return out
+
+
+def fetch_missing(statuses: list[ModelStatus]) -> list[ModelStatus]:
+    """Download the hub models that are not cached (unless offline); returns the statuses afterwards."""
+    from ret2vqa.hub import ModelUnavailableError, resolve_model
+
+    out = []
+    for s in statuses:
+        if not s.available and s.kind == "hub" and not is_offline():
+            try:
+                s = ModelStatus(**{**s.to_dict(), "available": True,
+                                   "location": resolve_model(s.name_or_path, s.revision)})
+            except ModelUnavailableError:
+                pass
+        out.append(s)
+    return out
+
+
+def missing_models_message(statuses: list[ModelStatus], config_name: str) -> str | None:
+    """One message naming every unavailable model and how to get it; ``None`` if all are available."""
+    missing = [s for s in statuses if not s.available]
+    if not missing:
+        return None
+    reason = "offline mode is on (HF_HUB_OFFLINE=1)" if is_offline() else "not cached, and the hub could not provide it"
+    lines = [f"{len(missing)} model(s) named in {config_name} are not available locally:"]
+    for s in missing:
+        rev = f" --revision {s.revision}" if s.revision else ""
+        field = "encoder.name_or_path" if s.role == "encoder" else "generator.model"
+        if s.kind == "local":
+            hint = f"no such directory; {TRAIN_HINT}, or set {field} to a ReT-2 checkpoint" if s.role == "encoder" \
+                else f"no such directory; set {field} to a local model directory or a hub id"
+            lines.append(f"  - {s.role}: {s.name_or_path} ({hint})")
+        else:
+            lines.append(f"  - {s.role}: {s.name_or_path} ({reason}); fetch it once with "
+                         f"`huggingface-cli download {s.name_or_path}{rev}`, or set {field} to a local directory")
+    lines.append(f"  The Hugging Face cache here is {hub_cache_dir()}. "
+                 "To try the whole pipeline offline now: `ret2vqa demo --tiny` (tiny random models).")
+    return "\n".join(lines)
+
+
+def report(configs: dict[str, Any]) -> dict[str, Any]:
+    """Everything ``ret2vqa doctor`` prints, as data."""
+    return {
+        "versions": versions(),
+        "devices": devices(),
+        "cache": cache(),
+        "models": {name: [s.to_dict() for s in model_statuses(cfg)] for name, cfg in configs.items()},
+    }
