@@ -1,10 +1,12 @@
-"""The user-facing ReT-2 encoder: items in, normalised float32 vectors out.
+"""User-facing encoders: items (text, image, or both) in, normalised float32 vectors out.
 
-:class:`ReT2Encoder` pairs a :class:`ReT2Model` with its :class:`ReT2Processor` and
-takes care of what every caller would otherwise repeat: loading images from paths
-(in parallel threads), clear per-item errors, batching with length bucketing (items
-are sorted by size so batches pad little, then returned in the caller's order),
-``torch.inference_mode``, device and dtype, and a progress bar.
+:class:`BaseEncoder` does what every caller would otherwise repeat: loading images
+from paths (in parallel threads), clear per-item errors, batching with length
+bucketing (items are sorted by size so batches pad little, then returned in the
+caller's order), ``torch.inference_mode``, device and dtype, a progress bar, and a
+weight fingerprint for the store. :class:`ReT2Encoder` pairs a :class:`ReT2Model`
+with its :class:`ReT2Processor`; :class:`retriever.baseline.DualEncoder` is the
+zero-shot CLIP/SigLIP baseline with the same interface.
 """
 
 from __future__ import annotations
@@ -48,21 +50,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise ValueError(f"unknown dtype {dtype!r} (use auto, float32, bfloat16 or float16)") from None
 
 
-class ReT2Encoder:
-    """Encode queries and documents (text, image, or both) into one shared vector space.
-
-    Example::
-
-        encoder = ReT2Encoder.from_pretrained("path/or/hub-id")
-        q = encoder.encode_queries(["Which year was this building completed?"], images=["photo.jpg"])
-        d = encoder.encode_documents(["The tower was completed in 1889 ..."])
-        scores = q @ d.T
-    """
+class BaseEncoder:
+    """Shared encoding machinery; subclasses provide ``_encode_batch`` and the model's identity."""
 
     def __init__(
         self,
-        model: ReT2Model,
-        processor: ReT2Processor,
+        model: torch.nn.Module,
         name_or_path: str | None = None,
         revision: str | None = None,
         device: str | torch.device | None = None,
@@ -72,67 +65,21 @@ class ReT2Encoder:
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        self.processor = processor
-        self.name_or_path = name_or_path or getattr(model.config, "_name_or_path", "") or "ret2"
+        self.name_or_path = name_or_path or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.revision = revision
         self.image_workers = max(1, int(image_workers))
         self._fingerprint: str | None = None
         self._source_dir: Path | None = None
 
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str,
-        revision: str | None = None,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        **kwargs: Any,
-    ) -> "ReT2Encoder":
-        """Load a ReT-2 checkpoint (hub id or local directory) with its processor."""
-        from ret2vqa.hub import resolve_model
-
-        local = resolve_model(name_or_path, revision, config_field="encoder.name_or_path")
-        model = ReT2Model.from_pretrained(local)
-        processor = ReT2Processor.from_pretrained(local)
-        encoder = cls(model, processor, name_or_path=name_or_path, revision=revision, device=device, dtype=dtype,
-                      **kwargs)
-        encoder._source_dir = Path(local)
-        return encoder
-
-    @classmethod
-    def from_backbone(
-        cls,
-        backbone_name_or_path: str,
-        revision: str | None = None,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        **config_kwargs: Any,
-    ) -> "ReT2Encoder":
-        """A new ReT-2 (untrained cell) on a pretrained CLIP / SigLIP backbone: the start of training."""
-        from ret2vqa.hub import resolve_model
-
-        model = ReT2Model.from_backbone(backbone_name_or_path, revision=revision, **config_kwargs)
-        local = resolve_model(backbone_name_or_path, revision, config_field="backbone")
-        processor = ReT2Processor.from_pretrained(
-            local, spec=model.spec, max_text_length=model.config.max_text_length
-        )
-        return cls(model, processor, name_or_path=f"ret2-untrained:{backbone_name_or_path}", device=device,
-                   dtype=dtype)
-
-    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save weights (safetensors), config and processor so that ``from_pretrained(directory)`` restores them."""
-        self.model.save_pretrained(directory, **kwargs)
-        self.processor.save_pretrained(directory)
-
     # ------------------------------------------------------------------ identity
     @property
-    def config(self) -> ReT2Config:
-        return self.model.config
+    def embedding_dim(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     @property
-    def embedding_dim(self) -> int:
-        return int(self.model.config.embedding_dim)
+    def default_instruction(self) -> str:
+        """The query instruction the model was trained with ("" for none)."""
+        return ""
 
     @property
     def fingerprint(self) -> str:
@@ -158,8 +105,8 @@ class ReT2Encoder:
 
     # ------------------------------------------------------------------ encoding
     def query_text(self, question: str, instruction: str | None = None) -> str:
-        """``"{instruction} {question}"``; the config's query instruction by default, none if ``""``."""
-        instruction = self.config.query_instruction if instruction is None else instruction
+        """``"{instruction} {question}"``; the model's trained instruction by default, none if ``""``."""
+        instruction = self.default_instruction if instruction is None else instruction
         return f"{instruction} {question}".strip() if instruction else question
 
     def encode_queries(
@@ -231,6 +178,94 @@ class ReT2Encoder:
                 raise
             on_bad_image(index, str(exc))
             return None
+
+    def _encode_batch(self, texts: list[str | None], images: list[Any]) -> torch.Tensor:
+        """Embed one batch (``None`` marks a missing modality); returns float32 CPU vectors."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class ReT2Encoder(BaseEncoder):
+    """Encode queries and documents (text, image, or both) into one shared vector space.
+
+    Example::
+
+        encoder = ReT2Encoder.from_pretrained("path/or/hub-id")
+        q = encoder.encode_queries(["Which year was this building completed?"], images=["photo.jpg"])
+        d = encoder.encode_documents(["The tower was completed in 1889 ..."])
+        scores = q @ d.T
+    """
+
+    def __init__(
+        self,
+        model: ReT2Model,
+        processor: ReT2Processor,
+        name_or_path: str | None = None,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        image_workers: int = 4,
+    ):
+        super().__init__(model, name_or_path or "ret2", revision, device, dtype, image_workers)
+        self.processor = processor
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> "ReT2Encoder":
+        """Load a ReT-2 checkpoint (hub id or local directory) with its processor."""
+        from ret2vqa.hub import resolve_model
+
+        local = resolve_model(name_or_path, revision, config_field="encoder.name_or_path")
+        model = ReT2Model.from_pretrained(local)
+        processor = ReT2Processor.from_pretrained(local)
+        encoder = cls(model, processor, name_or_path=name_or_path, revision=revision, device=device, dtype=dtype,
+                      **kwargs)
+        encoder._source_dir = Path(local)
+        return encoder
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone_name_or_path: str,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **config_kwargs: Any,
+    ) -> "ReT2Encoder":
+        """A new ReT-2 (untrained cell) on a pretrained CLIP / SigLIP backbone: the start of training."""
+        from ret2vqa.hub import resolve_model
+
+        model = ReT2Model.from_backbone(backbone_name_or_path, revision=revision, **config_kwargs)
+        local = resolve_model(backbone_name_or_path, revision, config_field="backbone")
+        processor = ReT2Processor.from_pretrained(
+            local, spec=model.spec, max_text_length=model.config.max_text_length
+        )
+        return cls(model, processor, name_or_path=f"ret2-untrained:{backbone_name_or_path}", device=device,
+                   dtype=dtype)
+
+    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save weights (safetensors), config and processor so that ``from_pretrained(directory)`` restores them."""
+        self.model.save_pretrained(directory, **kwargs)
+        self.processor.save_pretrained(directory)
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def config(self) -> ReT2Config:
+        return self.model.config
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.config.embedding_dim)
+
+    @property
+    def default_instruction(self) -> str:
+        return self.model.config.query_instruction or ""
 
     @torch.inference_mode()
     def _encode_batch(self, texts: list[str | None], images: list[Any]) -> torch.Tensor:

@@ -65,10 +65,12 @@ def tiny_backbone_config(
     vision = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=num_layers, num_attention_heads=4, patch_size=8)
     if backbone == "clip":
         return CLIPConfig(text_config=text, vision_config=dict(vision, image_size=image_size), projection_dim=16)
+    # SigLIP compares pooled text (projected to projection_size) with pooled vision features.
+    siglip_text = dict(text, projection_size=vision["hidden_size"])
     if backbone == "siglip":
-        return SiglipConfig(text_config=text, vision_config=dict(vision, image_size=image_size))
+        return SiglipConfig(text_config=siglip_text, vision_config=dict(vision, image_size=image_size))
     if backbone == "siglip2":
-        return Siglip2Config(text_config=text, vision_config=dict(vision, num_patches=(image_size // 8) ** 2))
+        return Siglip2Config(text_config=siglip_text, vision_config=dict(vision, num_patches=(image_size // 8) ** 2))
     backbone_spec(backbone)  # raises the standard "unsupported backbone" error
     raise AssertionError("unreachable")
 
