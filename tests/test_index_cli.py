@@ -4,7 +4,6 @@ and resumed, and a two-process build (``torchrun`` on CPU, as ``accelerate launc
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -77,8 +77,8 @@ def detect_processes() -> SingleProcess:
     """:class:`AccelerateProcesses` when launched as several processes and ``accelerate`` exists."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return SingleProcess()
-    try:
-        import accelerate  # noqa: F401
-    except ImportError:  # pragma: no cover - accelerate is a core dependency
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is None:  # pragma: no cover - a core dependency
         raise RuntimeError("launched with several processes (WORLD_SIZE > 1) but `accelerate` is not installed")
     return AccelerateProcesses()

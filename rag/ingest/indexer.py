@@ -346,10 +346,11 @@ def _encode(encoder: Any, batch: list[tuple[Passage, Position]], config: IndexCo
 
     mine = procs.split(len(batch))
     bad: list[tuple[int, str]] = []
-    on_bad = None
-    if config.ingest.on_missing_image == "text_only":
-        def on_bad(index: int, message: str, offset: int = mine.start) -> None:
-            bad.append((offset + index, message))
+
+    def record_bad(index: int, message: str) -> None:  # the item is then encoded from its text alone
+        bad.append((mine.start + index, message))
+
+    on_bad = record_bad if config.ingest.on_missing_image == "text_only" else None
 
     items = [RetrievalItem(text=batch[i][0].text or None, image=batch[i][0].image) for i in mine]
     vectors = (

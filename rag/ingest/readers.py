@@ -117,7 +117,7 @@ class KBReader(abc.ABC):
         start = start or Position(self._first_record(), 0)
         for key, line, raw in self._records(start.record, self.errors):
             resumed_inside = key == start.record and start.chunk > 0
-            before = self.skipped.copy()
+            before = self.skipped.copy() if resumed_inside else None
             try:
                 passages = self._passages(raw, line)
             except RowError as err:
