@@ -57,7 +57,7 @@ def test_index_info_shows_count_encoder_dimension_config_and_progress(cli_store,
     assert index_cli.main(["info", "--store", str(root / "qdrant"), "--collection", "kb", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["count"] == 191 and info["metadata"]["encoder_name"] == "tiny-random-ret2-clip"
-    assert info["metadata"]["encoder_loader"] == {"tiny": True, "tiny_backbone": "clip", "tiny_seed": 0}
+    assert info["metadata"]["encoder_loader"] == {"type": "ret2", "tiny": True, "tiny_backbone": "clip", "tiny_seed": 0}
     assert info["metadata"]["config"]["store"]["hnsw"]["m"] == 16
     assert sorted(s["passages"] for s in info["ingest"].values()) == [50, 141]
     assert index_cli.main(["info", "--config", str(config)]) == 0

@@ -247,3 +247,19 @@ def test_counts_of_malformed_rows_survive_an_interruption_exactly(tmp_path, enco
     report = build_index(config, bad, "infoseek", encoder=encoder, show_progress=False)
     assert (report.passages_total, report.malformed, report.collection_count) == (141, 3, 141)
     assert [e.split(": ")[0] for e in report.malformed_examples] == [f"{bad}:3", f"{bad}:11", f"{bad}:23"]
+
+
+def test_zero_shot_dual_encoder_builds_and_is_reloaded_from_the_collection_metadata(tmp_path):
+    from rag.ingest import load_encoder, settings_from_metadata
+
+    config = make_config(tmp_path)
+    config.encoder = EncoderSettings(name_or_path="tiny", type="dual_encoder", tiny_seed=2)
+    report = build_index(config, EVQA, "evqa", show_progress=False)
+    assert report.passages_total == 50
+    with open_store(config.store) as store:
+        settings = settings_from_metadata(store.metadata)
+        assert (settings.type, settings.tiny_seed) == ("dual_encoder", 2)
+        encoder = load_encoder(settings)
+        target = all_passages(config)[11]
+        hits = store.search(encoder.encode_documents([target.text])[0], k=1)
+        assert hits[0].id == target.id

@@ -30,8 +30,10 @@ KNOWN_SECTIONS = ("encoder", "store", "ingest")
 
 @dataclass
 class EncoderSettings:
-    """The ReT-2 encoder that embeds passages (and, later, queries against them).
+    """The encoder that embeds passages (and, later, queries against them).
 
+    ``type``: ``ret2`` (a ReT-2 checkpoint) or ``dual_encoder`` (a plain CLIP / SigLIP
+    checkpoint used zero-shot, the classic baseline, e.g. ``openai/clip-vit-base-patch32``).
     ``name_or_path``: a hub id or a local checkpoint directory; ``tiny`` (or
     ``tiny: true``) builds the tiny randomly initialised encoder used by tests and the
     offline demo (deterministic for ``tiny_backbone`` and ``tiny_seed``; its vectors
@@ -40,6 +42,7 @@ class EncoderSettings:
     """
 
     name_or_path: str = ""
+    type: Literal["ret2", "dual_encoder"] = "ret2"
     revision: Optional[str] = None
     batch_size: int = 64
     device: Optional[str] = None

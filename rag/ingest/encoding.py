@@ -16,11 +16,24 @@ from .config import EncoderSettings
 
 
 def load_encoder(settings: EncoderSettings, device: Any = None) -> Any:
-    """A :class:`retriever.ReT2Encoder` for ``settings`` (``device`` overrides the config's)."""
+    """The encoder of ``settings`` (``device`` overrides the config's).
+
+    A :class:`retriever.ReT2Encoder`, or with ``type: dual_encoder`` the zero-shot
+    :class:`retriever.baseline.DualEncoder`; both have the same ``encode*`` interface.
+    """
     settings.validate()
+    device = device if device is not None else settings.device
+    if settings.type == "dual_encoder":
+        from retriever.baseline import DualEncoder, build_tiny_dual_encoder
+
+        if settings.is_tiny:
+            return build_tiny_dual_encoder(settings.tiny_backbone, seed=settings.tiny_seed, device=device or "cpu")
+        return DualEncoder.from_pretrained(
+            settings.name_or_path, revision=settings.revision, device=device, dtype=settings.dtype,
+            image_workers=settings.image_workers,
+        )
     from retriever import ReT2Encoder, build_tiny_encoder
 
-    device = device if device is not None else settings.device
     if settings.is_tiny:
         return build_tiny_encoder(settings.tiny_backbone, seed=settings.tiny_seed, device=device or "cpu")
     return ReT2Encoder.from_pretrained(
@@ -35,8 +48,9 @@ def load_encoder(settings: EncoderSettings, device: Any = None) -> Any:
 def loader_spec(settings: EncoderSettings) -> dict[str, Any]:
     """How to load this encoder again, as recorded in the collection metadata."""
     if settings.is_tiny:
-        return {"tiny": True, "tiny_backbone": settings.tiny_backbone, "tiny_seed": settings.tiny_seed}
-    return {"name_or_path": settings.name_or_path, "revision": settings.revision}
+        return {"type": settings.type, "tiny": True, "tiny_backbone": settings.tiny_backbone,
+                "tiny_seed": settings.tiny_seed}
+    return {"type": settings.type, "name_or_path": settings.name_or_path, "revision": settings.revision}
 
 
 def encoder_metadata(encoder: Any, settings: EncoderSettings, distance: str = "cosine", **config: Any) -> CollectionMetadata:
@@ -61,6 +75,7 @@ def settings_from_metadata(metadata: CollectionMetadata, base: EncoderSettings |
     base = base or EncoderSettings()
     loader = metadata.encoder_loader or {"name_or_path": metadata.encoder_name, "revision": metadata.encoder_revision}
     fields = {
+        "type": loader.get("type", "ret2"),
         "batch_size": base.batch_size,
         "device": base.device,
         "dtype": base.dtype,
