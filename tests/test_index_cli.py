@@ -171,3 +171,11 @@ def test_two_process_launch_matches_a_single_process_build(tmp_path, cli_store):
     _, single = vectors_of(root / "qdrant", ids)
     for pid in ids:
         np.testing.assert_allclose(dist[pid], single[pid], atol=1e-5)
+
+
+def test_filter_flags_parse_to_the_store_filter_form():
+    assert search_cli.parse_filter_args([]) is None
+    assert search_cli.parse_filter_args(["wikidata_id=Q42", "section_index=0", "wikidata_id=Q5", 'code="007"']) == {
+        "wikidata_id": ["Q42", "Q5"], "section_index": 0, "code": "007"}
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        search_cli.parse_filter_args(["wikidata_id"])

@@ -49,14 +49,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def parse_filter_args(items: list[str]) -> dict[str, Any] | None:
     """``["wikidata_id=Q42", "section_index=0"]`` -> ``{"wikidata_id": "Q42", "section_index": 0}``.
 
-    Integer-looking values become integers; a field given several times matches any of its values.
+    Integer-looking values become integers (quote them to keep a string: ``code="007"``);
+    a field given several times matches any of its values.
     """
     out: dict[str, Any] = {}
     for item in items:
         field, sep, value = item.partition("=")
         if not sep or not field:
             raise ValueError(f"--filter: expected FIELD=VALUE, got {item!r}")
-        parsed: Any = int(value) if value.lstrip("-").isdigit() else value
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            parsed: Any = value[1:-1]
+        else:
+            parsed = int(value) if value.lstrip("-").isdigit() else value
         if field in out:
             previous = out[field] if isinstance(out[field], list) else [out[field]]
             out[field] = [*previous, parsed]
