@@ -98,10 +98,25 @@ def resolve_model(name_or_path: str, revision: str | None = None, config_field: 
     from huggingface_hub import snapshot_download
 
     try:
-        return snapshot_download(name_or_path, revision=revision, ignore_patterns=_IGNORE_PATTERNS)
+        return snapshot_download(name_or_path, revision=revision, ignore_patterns=_ignore_patterns(name_or_path,
+                                                                                                   revision))
     except Exception as exc:  # network errors, 404s, gated repos: all end the same way for the user
         reason = f"it is not in the local cache and the hub could not provide it ({type(exc).__name__}: {_first_line(exc)})"
         raise ModelUnavailableError(name_or_path, revision, reason, config_field) from exc
+
+
+def _ignore_patterns(repo_id: str, revision: str | None) -> list[str]:
+    """Skip weight formats we never load; skip PyTorch ``.bin`` weights when safetensors exist."""
+    patterns = list(_IGNORE_PATTERNS)
+    try:
+        from huggingface_hub import HfApi
+
+        files = HfApi().list_repo_files(repo_id, revision=revision)
+    except Exception:  # listing is an optimisation; snapshot_download reports real errors
+        return patterns
+    if any(f.endswith(".safetensors") for f in files):
+        patterns.append("*.bin")
+    return patterns
 
 
 def looks_like_path(name: str) -> bool:

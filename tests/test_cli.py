@@ -230,3 +230,13 @@ def test_doctor_json(capsys):
     assert [m["available"] for m in tiny] == [True, True]
     cpu = next(v for k, v in data["models"].items() if "cpu" in k)
     assert {m["role"] for m in cpu} == {"encoder", "generator"}
+
+
+def test_readme_commands_and_ci_agree():
+    """The README's first lines give the two fresh-machine commands; `.ci/run` runs the test one."""
+    root = Path(__file__).resolve().parent.parent
+    lines = (root / "README.md").read_text().splitlines()
+    block = lines[lines.index("```bash") + 1 : lines.index("```bash") + 3]
+    assert block[0].endswith("ret2vqa demo") and block[1].endswith("python -m pytest -q")
+    assert block[1] in (root / ".ci" / "run").read_text().splitlines()
+    assert lines.index("```bash") < 4
