@@ -3,7 +3,8 @@
 ::
 
     python bench/store.py --sizes 50000 --json OUT.json            # ~5 min on 2 cores
-    python bench/store.py --sizes 50000 1000000 --json OUT.json    # the 1M size takes long (HNSW build)
+    python bench/store.py --sizes 50000 1000000 --json OUT.json    # the 1M size takes longer (HNSW build)
+    python bench/store.py --sizes 50000 --quantization none scalar  # float vs int8 Qdrant Edge
 
 For each size, on synthetic *clustered* 768-d embeddings (see :func:`clustered_embeddings`),
 it measures, in one run and through the same :class:`rag.store.VectorStore` API the
@@ -14,7 +15,8 @@ pipeline uses:
 * ``p50_ms`` / ``p95_ms``: latency of single top-10 queries, one at a time;
 * ``recall_at_10``: overlap of the top 10 with the exact top 10 (NumPy), averaged.
 
-Backends: ``edge`` (Qdrant Edge with the HNSW settings given), ``local`` (qdrant-client
+Backends: ``edge`` (Qdrant Edge with the HNSW settings given and the store's default
+quantization; other variants are named ``edge-none`` / ``edge-scalar``), ``local`` (qdrant-client
 ``":memory:"`` local mode; only up to ``--local-max`` points, it is brute force in Python)
 and ``exact`` (NumPy matrix product + ``argpartition``; the ground truth and the
 baseline). Queries are fresh draws from the same distribution, never copies of indexed
@@ -187,7 +189,7 @@ def bench_exact(data, queries, truth, n_queries) -> dict:
 
 
 def bench_edge(data, queries, truth, args, workdir: Path, quantization: str) -> dict:
-    name = "edge" if quantization == "none" else f"edge-{quantization}"
+    name = "edge" if quantization == QuantizationSettings.type else f"edge-{quantization}"
     config = StoreConfig(
         path=str(workdir), collection=f"{name}-{len(data)}",
         hnsw=HnswSettings(m=args.m, ef_construct=args.ef_construct, hnsw_ef=args.hnsw_ef),
@@ -258,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hnsw-ef", type=int, default=HnswSettings.hnsw_ef)
     parser.add_argument("--ef-sweep", type=int, nargs="*", default=[32, 64, 128, 256])
     parser.add_argument("--segments", type=int, default=None, help="optimizer default_segment_number (default: Qdrant's)")
-    parser.add_argument("--quantization", action="store_true", help="also run Qdrant Edge with int8 scalar quantization")
+    parser.add_argument("--quantization", nargs="+", choices=["none", "scalar"], default=None,
+                        help="Qdrant Edge variants to run: float vectors (none) and/or int8 scalar quantization "
+                             f"(default: the store default, {QuantizationSettings.type})")
     parser.add_argument("--skip", nargs="*", default=[], choices=["edge", "local", "exact"], help="backends to skip")
     parser.add_argument("--workdir", help="where Qdrant Edge collections are built (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
@@ -285,9 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             if "exact" not in args.skip:
                 size_rows.append(bench_exact(data, queries, truth, min(args.exact_queries, args.queries)))
             if "edge" not in args.skip:
-                size_rows.append(bench_edge(data, queries, truth, args, workdir, "none"))
-                if args.quantization:
-                    size_rows.append(bench_edge(data, queries, truth, args, workdir, "scalar"))
+                for quantization in args.quantization or [QuantizationSettings.type]:
+                    size_rows.append(bench_edge(data, queries, truth, args, workdir, quantization))
             if "local" not in args.skip and n <= args.local_max:
                 size_rows.append(bench_local(data, queries, truth, min(args.local_queries, args.queries)))
             for r in size_rows:

@@ -175,11 +175,10 @@ class EdgeStore(VectorStore):
     def _params(self, hnsw_ef: int | None, exact: bool) -> Any:
         qe = self._qe
         quant = self.config.quantization
-        qparams = (
-            qe.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling)
-            if quant.enabled
-            else None
-        )
+        qparams = None
+        if quant.enabled:  # exact search means exact scores too: bypass the int8 codes
+            qparams = (qe.QuantizationSearchParams(ignore=True) if exact
+                       else qe.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling))
         return qe.SearchParams(hnsw_ef=hnsw_ef or self.config.hnsw.hnsw_ef, exact=exact, quantization=qparams)
 
     def _request(self, row: list[float], k: int, flt: Any, params: Any) -> Any:

@@ -187,7 +187,10 @@ class QdrantServerStore(VectorStore):
             return None  # local mode is always exact and warns about any search params
         m = _models()
         quant = self.config.quantization
-        qparams = m.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling) if quant.enabled else None
+        qparams = None
+        if quant.enabled:  # exact search means exact scores too: bypass the int8 codes
+            qparams = (m.QuantizationSearchParams(ignore=True) if exact
+                       else m.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling))
         return m.SearchParams(hnsw_ef=hnsw_ef or self.config.hnsw.hnsw_ef, exact=exact, quantization=qparams)
 
     def search(self, vector, k=10, filter=None, hnsw_ef=None, exact=False) -> list[SearchHit]:
