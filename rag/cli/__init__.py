@@ -51,11 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'the user can fix this': printed without a traceback."""
+    from rag.store.base import StoreError
     from ret2vqa.config import ConfigError
     from ret2vqa.hub import ModelUnavailableError
     from ret2vqa.io import RowError
 
-    return (ConfigError, ModelUnavailableError, RowError, FileNotFoundError, ValueError, KeyError)
+    return (ConfigError, ModelUnavailableError, RowError, StoreError, FileNotFoundError, ValueError, KeyError)
 
 
 def main(argv: list[str] | None = None) -> int:

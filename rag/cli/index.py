@@ -44,25 +44,6 @@ def apply_store_overrides(store: Any, args: argparse.Namespace) -> Any:
     return store.validate()
 
 
-def handles_store_errors(func):
-    """Print store errors (collection in use, server unreachable) as one ``error:`` line, exit 2."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
-        from rag.store import StoreError
-
-        try:
-            return func(args)
-        except StoreError as exc:
-            if getattr(args, "debug", False):
-                raise
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-
-    return wrapper
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "index",
@@ -111,7 +92,6 @@ def _load_config(args: argparse.Namespace):
     return config
 
 
-@handles_store_errors
 def run_build(args: argparse.Namespace) -> int:
     from rag.ingest import build_index
 
@@ -197,7 +177,6 @@ def format_info(info: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-@handles_store_errors
 def run_info(args: argparse.Namespace) -> int:
     config = _load_config(args)
     info = collection_info(config)
@@ -209,28 +188,12 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``index`` on its own (``python -m rag.cli.index build ...``), e.g. under ``accelerate launch``."""
-    from rag.cli import user_errors
+    """Run ``index`` on its own (``python -m rag.cli.index ...``, e.g. under ``accelerate launch``)."""
+    from rag.cli import main as ret2vqa_main
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    parser = argparse.ArgumentParser(prog="ret2vqa")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["index", *(a for a in argv if a != "--debug")])
-    args.debug = debug
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except user_errors() as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    flags = [a for a in argv if a in ("--debug", "-v", "--verbose")]
+    return ret2vqa_main([*flags, "index", *(a for a in argv if a not in flags)])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,7 +20,7 @@ import shutil
 import sys
 from typing import Any
 
-from .index import add_store_arguments, apply_store_overrides, handles_store_errors
+from .index import add_store_arguments, apply_store_overrides
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,7 +69,6 @@ def parse_filter_args(items: list[str]) -> dict[str, Any] | None:
     return out or None
 
 
-@handles_store_errors
 def run_search(args: argparse.Namespace) -> int:
     from rag.ingest.config import load_index_config
     from rag.ingest.encoding import encoder_metadata, load_encoder, settings_from_metadata
@@ -127,21 +126,12 @@ def format_hits(hits: list[Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``search`` on its own (``python -m rag.cli.search ...``)."""
-    from rag.cli import user_errors
+    """Run ``search`` on its own (``python -m rag.cli.search ...``, e.g. under ``accelerate launch``)."""
+    from rag.cli import main as ret2vqa_main
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="ret2vqa")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["search", *(a for a in argv if a != "--debug")])
-    args.debug = "--debug" in argv
-    try:
-        return int(args.func(args) or 0)
-    except user_errors() as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    flags = [a for a in argv if a in ("--debug", "-v", "--verbose")]
+    return ret2vqa_main([*flags, "search", *(a for a in argv if a not in flags)])
 
 
 if __name__ == "__main__":  # pragma: no cover
