@@ -31,6 +31,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+# CLIPConfig arguments reproducing the sizes of the public checkpoints (weights stay random).
+BACKBONES = {
+    "clip-vit-b32": {},  # openai/clip-vit-base-patch32
+    "clip-vit-l14": {  # openai/clip-vit-large-patch14
+        "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+                        "num_hidden_layers": 12},
+        "vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
+                          "num_hidden_layers": 24, "patch_size": 14, "image_size": 224},
+        "projection_dim": 768,
+    },
+}
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -84,6 +97,8 @@ def build_inputs(batch: int, text_tokens: int, image_size: int, vocab: int, devi
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="clip-vit-b32",
+                        help="backbone sizes (random weights); default CLIP ViT-B/32")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--text-tokens", type=int, default=77, help="tokens per text (77 = CLIP's budget)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -103,14 +118,16 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    backbone_config = CLIPConfig()  # openai/clip-vit-base-patch32 sizes
+    backbone_config = CLIPConfig(**BACKBONES[args.backbone])
     torch.manual_seed(0)
     backbone = CLIPModel(backbone_config).to(device=device, dtype=dtype).eval()
     n_layers = backbone_config.text_config.num_hidden_layers
+    n_vision = backbone_config.vision_config.num_hidden_layers
+    all_vision = [round(i * (n_vision - 1) / (n_layers - 1)) for i in range(n_layers)]  # one per text layer
     models = {
         "ret2": ReT2Model(ReT2Config(backbone_config=backbone_config)),
         "ret2-all-layers": ReT2Model(ReT2Config(backbone_config=backbone_config, text_layers=list(range(n_layers)),
-                                                vision_layers=list(range(n_layers)))),
+                                                vision_layers=all_vision)),
         f"ret2-hidden{args.compact_hidden}": ReT2Model(
             ReT2Config(backbone_config=backbone_config, hidden_size=args.compact_hidden)),
     }
@@ -167,7 +184,7 @@ def main(argv=None) -> int:
         "all_layers_ratio": round(median["ret2-all-layers"] / base, 3),
         "peak_mem_mb": round(peaks["ret2"], 1),
         "backbone_peak_mem_mb": round(peaks["backbone"], 1),
-        "setting": {"backbone": "CLIP ViT-B/32 (random weights)", "batch_size": args.batch_size,
+        "setting": {"backbone": f"{args.backbone} (random weights)", "batch_size": args.batch_size,
                     "text_tokens": args.text_tokens, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
                     "threads": torch.get_num_threads(), "rounds": args.rounds,
                     "cell": {k: models["ret2"].config.to_dict()[k] for k in
@@ -176,7 +193,7 @@ def main(argv=None) -> int:
         "variants": rows,
     }
     header = f"{'variant':<18} {'steps':>5} {'ms/batch':>9} {'x backbone':>10} {'peak MB':>8} {'params M':>8}"
-    print(f"{args.batch_size} image+text items, {args.text_tokens} text tokens, {device} {dtype}, "
+    print(f"{args.backbone}: {args.batch_size} image+text items, {args.text_tokens} text tokens, {device} {dtype}, "
           f"{torch.get_num_threads()} threads, median of {args.rounds} rounds")
     print(header)
     print("-" * len(header))

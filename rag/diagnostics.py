@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ret2vqa.hub import cached_model_dir, hub_cache_dir, is_offline, looks_like_path
+from ret2vqa.hub import cached_model_dir, hub_cache_dir, hub_endpoint, hub_reachable, is_offline, looks_like_path
 
 PACKAGES = ("ret2vqa", "torch", "transformers", "accelerate", "tokenizers", "huggingface_hub", "datasets", "evaluate",
             "qdrant-client", "qdrant-edge-py", "langchain-core", "pillow", "numpy", "bitsandbytes")
@@ -97,7 +97,7 @@ def fetch_missing(statuses: list[ModelStatus]) -> list[ModelStatus]:
 
     out = []
     for s in statuses:
-        if not s.available and s.kind == "hub" and not is_offline():
+        if not s.available and s.kind == "hub" and not is_offline() and hub_reachable():
             try:
                 s = ModelStatus(**{**s.to_dict(), "available": True,
                                    "location": resolve_model(s.name_or_path, s.revision)})
@@ -112,7 +112,12 @@ def missing_models_message(statuses: list[ModelStatus], config_name: str) -> str
     missing = [s for s in statuses if not s.available]
     if not missing:
         return None
-    reason = "offline mode is on (HF_HUB_OFFLINE=1)" if is_offline() else "not cached, and the hub could not provide it"
+    if is_offline():
+        reason = "offline mode is on (HF_HUB_OFFLINE=1)"
+    elif not hub_reachable():
+        reason = f"not cached, and the hub ({hub_endpoint()}) cannot be reached"
+    else:
+        reason = "not cached, and the hub could not provide it"
     lines = [f"{len(missing)} model(s) named in {config_name} are not available locally:"]
     for s in missing:
         rev = f" --revision {s.revision}" if s.revision else ""

@@ -11,7 +11,10 @@ instead of a raw traceback from deep inside ``huggingface_hub``.
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
+import urllib.parse
 from pathlib import Path
 
 # Weight formats we never need: skipping them keeps first downloads small.
@@ -95,6 +98,11 @@ def resolve_model(name_or_path: str, revision: str | None = None, config_field: 
         raise ModelUnavailableError(
             name_or_path, revision, "it is not in the local cache and offline mode is on (HF_HUB_OFFLINE=1)", config_field
         )
+    if not hub_reachable():
+        raise ModelUnavailableError(
+            name_or_path, revision, f"it is not in the local cache and the hub ({hub_endpoint()}) cannot be reached",
+            config_field,
+        )
     from huggingface_hub import snapshot_download
 
     try:
@@ -103,6 +111,34 @@ def resolve_model(name_or_path: str, revision: str | None = None, config_field: 
     except Exception as exc:  # network errors, 404s, gated repos: all end the same way for the user
         reason = f"it is not in the local cache and the hub could not provide it ({type(exc).__name__}: {_first_line(exc)})"
         raise ModelUnavailableError(name_or_path, revision, reason, config_field) from exc
+
+
+def hub_endpoint() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.ENDPOINT)
+    except Exception:  # pragma: no cover
+        return "https://huggingface.co"
+
+
+@functools.lru_cache(maxsize=None)
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the hub's host accepts a connection (checked once per process).
+
+    Without this probe an unreachable hub costs a minute of retries and a screen of
+    warnings per model before the real error. Behind a proxy (``HTTPS_PROXY``) the
+    probe cannot decide, so the hub is assumed reachable.
+    """
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    parsed = urllib.parse.urlparse(hub_endpoint())
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _ignore_patterns(repo_id: str, revision: str | None) -> list[str]:

@@ -240,3 +240,17 @@ def test_readme_commands_and_ci_agree():
     assert block[0].endswith("ret2vqa demo") and block[1].endswith("python -m pytest -q")
     assert block[1] in (root / ".ci" / "run").read_text().splitlines()
     assert lines.index("```bash") < 4
+
+
+def test_unreachable_hub_fails_fast_with_one_message(tmp_path):
+    """Online mode, but the hub cannot be reached: no minute of retries, one message."""
+    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml").read_text())
+    config["generator"]["model"] = "some-org/not-a-cached-model"
+    path = tmp_path / "missing.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9",
+           "HF_HOME": str(tmp_path / "hf")}
+    proc = run_cli("demo", "--config", str(path), "--store", str(tmp_path / "s"), env=env, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "Retrying" not in proc.stderr
+    assert "the hub (http://127.0.0.1:9) cannot be reached" in proc.stderr
+    assert "huggingface-cli download some-org/not-a-cached-model" in proc.stderr
