@@ -213,19 +213,14 @@ class Pipeline:
         """Answer each query from its (already retrieved) passages, in the given rank order."""
         if self.generator is None:
             raise ValueError("this pipeline has no generator (config `generator: null` or load_generator=False)")
-        from generator import GenerationRequest, Passage
+        from generator import GenerationRequest
 
         queries = [Query.coerce(q) for q in queries]
         timings = dict(timings or {})
         start = time.perf_counter()
-        requests = [
-            GenerationRequest(
-                question=q.question,
-                image=q.image,
-                passages=[Passage(title=p.title, text=p.text, id=p.id, score=p.score) for p in passages],
-            )
-            for q, passages in zip(queries, retrieved)
-        ]
+        # RetrievedPassage has the title/text/id/score the generator's Passage.coerce reads.
+        requests = [GenerationRequest(question=q.question, image=q.image, passages=list(passages))
+                    for q, passages in zip(queries, retrieved)]
         results = self.generator.generate(requests)
         timings["generate_ms"] = _ms(start)
         timings["total_ms"] = _ms(started if started is not None else start)
