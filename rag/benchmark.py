@@ -33,6 +33,7 @@ RETRIEVAL = "retrieval.jsonl"
 METRICS = "metrics.json"
 REPORT = "report.md"
 PLOT = "recall_at_k.png"
+RUN = "run.json"
 
 
 @dataclass
@@ -191,6 +192,21 @@ def _read_done(path: Path, key: str) -> dict[Any, dict[str, Any]]:
     return done
 
 
+def _check_run_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Record what produced the predictions in ``out``; refuse to resume them with other settings."""
+    path = out / RUN
+    if path.is_file() and (out / PREDICTIONS).is_file():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        changed = {key: (previous.get(key), value) for key, value in settings.items() if previous.get(key) != value}
+        if changed:
+            what = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
+            raise ValueError(
+                f"{out} holds predictions made with other settings ({what}); resuming would mix them. "
+                "Use another --out, or delete the directory to start over."
+            )
+    path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
 def _recalls(benchmark: Benchmark, rankings: Sequence[dict[str, Any]], ks: list[int]) -> dict[str, dict[int, float]]:
     """Entity/article recall@k from the stored rankings, pseudo-recall@k from the stored first-hit ranks."""
     from eval.retrieval import recall_at_k, recall_from_ranks
@@ -252,6 +268,16 @@ def run_benchmark(
     k = pipeline.config.retrieval.k if k is None else int(k)
     depth = max(k, max(ks)) if depth is None else max(int(depth), k)
     ks = sorted({int(x) for x in ks if int(x) <= depth}) or [depth]
+    _check_run_settings(out, {
+        "benchmark": benchmark.name,
+        "encoder": getattr(pipeline.encoder, "name_or_path", None),
+        "encoder_fingerprint": getattr(pipeline.encoder, "fingerprint", None),
+        "generator": getattr(getattr(pipeline.generator, "config", None), "model", None),
+        "k": k,
+        "retrieval_depth": depth,
+        "instruction": pipeline.config.retrieval.instruction,
+        "use_image": pipeline.config.retrieval.use_image,
+    })
     id_field = benchmark.id_field
     predictions = _read_done(out / PREDICTIONS, id_field)
     rankings = _read_done(out / RETRIEVAL, "id")

@@ -180,6 +180,10 @@ def test_eval_infoseek_writes_predictions_that_score_accepts(tiny_store_config, 
     assert main([*args[:-5], "--limit", "12", "--batch-size", "4", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["n_answered_this_run"] == 2
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 12
+    # resuming with other settings would mix predictions: refused with a clear message
+    assert main([*args, "-k", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "holds predictions made with other settings (k: 3 -> 1)" in err and "another --out" in err
 
 
 def test_eval_missing_image_is_a_clear_error(tiny_store_config, tmp_path, capsys):
