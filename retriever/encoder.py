@@ -85,13 +85,17 @@ class BaseEncoder:
     def fingerprint(self) -> str:
         """A short hash of the weights, so a store can tell whether it was built by this encoder.
 
-        Covers the architecture (config) and the weights: the checkpoint files when loaded
-        from disk (independent of the dtype used at run time), else the parameters in memory.
+        Covers the architecture (config) and the weights: the hub commit of a cached
+        snapshot, the checkpoint files of a local directory (independent of the dtype used
+        at run time), else the parameters in memory.
         """
         if self._fingerprint is None:
             digest = hashlib.sha256(self.model.config.to_json_string(use_diff=False).encode())
             files = sorted(self._source_dir.glob("*.safetensors")) if self._source_dir else []
-            if files:
+            if files and self._source_dir.parent.name == "snapshots":
+                # A hub snapshot: its directory is named by the commit, which pins the files.
+                digest.update(self._source_dir.name.encode())
+            elif files:
                 for path in files:
                     with open(path, "rb") as fh:
                         for chunk in iter(lambda: fh.read(1 << 24), b""):
