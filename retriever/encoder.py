@@ -31,6 +31,20 @@ logger = logging.getLogger(__name__)
 BadImageCallback = Callable[[int, str], None]
 
 
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a file. In the Hugging Face cache a weight file links to a blob named by
+    exactly that hash, so it is read from the link instead of re-hashing gigabytes."""
+    if path.is_symlink():
+        name = Path(os.readlink(path)).name
+        if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
+            return name
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 24), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -85,21 +99,17 @@ class BaseEncoder:
     def fingerprint(self) -> str:
         """A short hash of the weights, so a store can tell whether it was built by this encoder.
 
-        Covers the architecture (config) and the weights: the hub commit of a cached
-        snapshot, the checkpoint files of a local directory (independent of the dtype used
-        at run time), else the parameters in memory.
+        Covers the architecture (config) and the weights: the SHA-256 of each checkpoint
+        file when loaded from disk (independent of the dtype used at run time, and the same
+        for a hub snapshot and a local copy of it), else the parameters in memory.
         """
         if self._fingerprint is None:
             digest = hashlib.sha256(self.model.config.to_json_string(use_diff=False).encode())
             files = sorted(self._source_dir.glob("*.safetensors")) if self._source_dir else []
-            if files and self._source_dir.parent.name == "snapshots":
-                # A hub snapshot: its directory is named by the commit, which pins the files.
-                digest.update(self._source_dir.name.encode())
-            elif files:
+            if files:
                 for path in files:
-                    with open(path, "rb") as fh:
-                        for chunk in iter(lambda: fh.read(1 << 24), b""):
-                            digest.update(chunk)
+                    digest.update(path.name.encode())
+                    digest.update(_file_sha256(path).encode())
             else:
                 for name, tensor in sorted(self.model.state_dict().items()):
                     digest.update(name.encode())

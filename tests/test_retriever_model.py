@@ -210,3 +210,29 @@ def test_unsupported_backbone_is_refused():
 
     with pytest.raises(ValueError, match="unsupported backbone model_type 'bert'"):
         ReT2Model(ReT2Config(backbone_config=BertConfig()))
+
+
+def test_fingerprint_is_the_same_for_a_hub_style_snapshot_and_a_copy(tmp_path):
+    """A cached snapshot links weights to blobs named by their SHA-256: same fingerprint as a plain copy."""
+    import hashlib
+    import os
+    import shutil
+
+    encoder = build_tiny_encoder("clip", seed=9)
+    plain = tmp_path / "plain"
+    encoder.save_pretrained(plain)
+    weights = (plain / "model.safetensors").read_bytes()
+    blobs = tmp_path / "models--x--y" / "blobs"
+    snapshot = tmp_path / "models--x--y" / "snapshots" / ("a" * 40)
+    blobs.mkdir(parents=True)
+    shutil.copytree(plain, snapshot)
+    blob = blobs / hashlib.sha256(weights).hexdigest()
+    blob.write_bytes(weights)
+    (snapshot / "model.safetensors").unlink()
+    os.symlink(os.path.relpath(blob, snapshot), snapshot / "model.safetensors")
+    a = ReT2Encoder.from_pretrained(str(plain)).fingerprint
+    b = ReT2Encoder.from_pretrained(str(snapshot)).fingerprint
+    assert a == b
+    other = build_tiny_encoder("clip", seed=10)
+    other.save_pretrained(tmp_path / "other")
+    assert ReT2Encoder.from_pretrained(str(tmp_path / "other")).fingerprint != a
