@@ -12,6 +12,7 @@ zero-shot CLIP/SigLIP baseline with the same interface.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -104,7 +105,9 @@ class BaseEncoder:
         for a hub snapshot and a local copy of it), else the parameters in memory.
         """
         if self._fingerprint is None:
-            digest = hashlib.sha256(self.model.config.to_json_string(use_diff=False).encode())
+            config = self.model.config.to_dict()
+            config.pop("_name_or_path", None)  # where it was loaded from is not what it is
+            digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
             files = sorted(self._source_dir.glob("*.safetensors")) if self._source_dir else []
             if files:
                 for path in files:

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 try:  # transformers >= 5: init helpers that leave loaded weights alone
@@ -365,3 +365,8 @@ class ReT2Model(ReT2PreTrainedModel):
             )
         embeddings = F.normalize(self.late_proj(state.mean(dim=1)), p=2, dim=-1)
         return ReT2Output(embeddings=embeddings, state=state if return_state else None)
+
+
+# Let the Auto classes resolve ReT-2 checkpoints (AutoConfig / AutoModel.from_pretrained(dir)).
+AutoConfig.register("ret2", ReT2Config, exist_ok=True)
+AutoModel.register(ReT2Config, ReT2Model, exist_ok=True)
