@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, BatchEncoding
 
 from .backbones import BackboneSpec, backbone_spec
@@ -67,18 +67,13 @@ class RetrievalItem:
 
 
 def load_image(image: ImageLike, index: int) -> Image.Image:
-    """Open ``image`` as an RGB PIL image; a missing or unreadable file raises :class:`ItemError`."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB") if image.mode != "RGB" else image
-    path = Path(image)
-    if not path.is_file():
-        raise ItemError(index, f"image file not found: {path}")
+    """Open ``image`` (PIL image, path or URL) as RGB; a missing or unreadable one raises :class:`ItemError`."""
+    from ret2vqa.images import load_image as open_image
+
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ItemError(index, f"cannot read image {path}: {exc}") from exc
+        return open_image(image)
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        raise ItemError(index, str(exc)) from exc
 
 
 class ReT2Processor:
