@@ -128,10 +128,12 @@ class Pipeline:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_config(
-        cls, config: "str | Path | PipelineConfig | Mapping[str, Any] | None" = None, load_generator: bool = True
+        cls, config: "str | Path | PipelineConfig | Mapping[str, Any] | None" = None, load_generator: bool = True,
+        encoder: Any = None,
     ) -> "Pipeline":
         """Build encoder, store and (unless ``load_generator=False``) generator from a config.
 
+        ``encoder``: one already loaded for ``config.encoder`` (e.g. after indexing with it).
         The store must already hold a collection built by this encoder (``ret2vqa index
         build``); a missing collection or one built by another encoder raises with a
         message that says so.
@@ -140,7 +142,7 @@ class Pipeline:
         from rag.ingest.encoding import encoder_metadata, load_encoder
         from rag.store import open_store
 
-        encoder = load_encoder(cfg.encoder)
+        encoder = encoder if encoder is not None else load_encoder(cfg.encoder)
         store = open_store(cfg.store, expect=encoder_metadata(encoder, cfg.encoder, cfg.store.distance))
         generator = None
         if load_generator and cfg.generator is not None:

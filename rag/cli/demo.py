@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     from rag.cli.ask import format_answer
     from rag.ingest.config import IndexConfig
-    from rag.ingest.indexer import build_index
     from rag.ingest.encoding import load_encoder
+    from rag.ingest.indexer import build_index
     from rag.pipeline import Pipeline
 
     if args.tiny:
@@ -78,14 +78,8 @@ def run(args: argparse.Namespace) -> int:
         f"{index_s:.1f} s)")
     log(f"[3/3] loading the generator ({cfg.generator.model}) and answering ...")
     questions = [row for _, row in iter_jsonl(QUESTIONS_FILE)][: args.questions]
-    from generator import MultimodalGenerator
-    from rag.ingest.encoding import encoder_metadata
-    from rag.store import open_store
-
-    store = open_store(cfg.store, expect=encoder_metadata(encoder, cfg.encoder, cfg.store.distance))
-    pipeline = Pipeline(encoder, store, MultimodalGenerator.from_config(cfg.generator), cfg)
     results = []
-    with pipeline:
+    with Pipeline.from_config(cfg, encoder=encoder) as pipeline:
         for q in questions:
             answer = pipeline.answer(str(DEMO_DIR / q["image"]), q["question"], k=args.k)
             results.append((q, answer))
