@@ -66,7 +66,8 @@ def _sibling(path: Path, suffix: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _image_or_policy(resolve: Callable[[], Path], missing_images: str, counter: list[int], what: str) -> str | None:
+def _image_or_policy(resolve: Callable[[], Path], missing_images: str, log: bool, what: str) -> str | None:
+    """The question's image path, or ``None`` (logged when ``log``) when missing and the policy allows."""
     try:
         return str(resolve())
     except (FileNotFoundError, ValueError) as exc:
@@ -74,8 +75,7 @@ def _image_or_policy(resolve: Callable[[], Path], missing_images: str, counter: 
             raise FileNotFoundError(
                 f"{what}: {exc} (pass --missing-images text_only to answer such questions without their image)"
             ) from exc
-        counter[0] += 1
-        if counter[0] <= 5:
+        if log:
             logger.warning("%s: %s; answering without the image", what, exc)
         return None
 
@@ -93,13 +93,14 @@ def load_infoseek(
     errors = MalformedRows(strict=strict)
     entities = load_entities(withkb, errors) if withkb else None
     resolver = OvenImageResolver(images)
-    counter = [0]
+    missing = 0
     items = []
     for q in iter_questions(questions, errors, entities=entities):
         if limit is not None and len(items) >= limit:
             break
-        image = _image_or_policy(lambda: resolver.resolve(q.image_id), missing_images, counter,
+        image = _image_or_policy(lambda: resolver.resolve(q.image_id), missing_images, missing < 5,
                                  f"{questions}:{q.line}")
+        missing += image is None
         items.append(BenchmarkQuestion(
             id=q.data_id, question=q.question, image=image,
             positives=[q.entity_id] if q.entity_id else [],
@@ -121,7 +122,7 @@ def load_infoseek(
             return None
         return evaluate_predictions(predictions, references)
 
-    return Benchmark("infoseek", items, "data_id", score, notes, counter[0])
+    return Benchmark("infoseek", items, "data_id", score, notes, missing)
 
 
 def load_evqa(
@@ -152,14 +153,15 @@ def load_evqa(
                 return flat
         return resolver.question_image(q)
 
-    counter = [0]
+    missing = 0
     items = []
     for q in rows:
         if q is None or (single_hop and q.question_type == "2_hop"):
             continue
         if limit is not None and len(items) >= limit:
             break
-        image = _image_or_policy(lambda: find(q), missing_images, counter, f"{questions}:{q.line}")
+        image = _image_or_policy(lambda: find(q), missing_images, missing < 5, f"{questions}:{q.line}")
+        missing += image is None
         items.append(BenchmarkQuestion(
             id=q.question_id, question=q.question, image=image, positives=evqa_article_positives(q),
             answers=[a for a in q.answers], question_type=q.question_type,
@@ -177,7 +179,7 @@ def load_evqa(
 
     if partial:
         notes.append("a subset of the split was run: accuracy is over the questions answered (--missing ignore)")
-    return Benchmark("evqa", items, "question_id", score, notes, counter[0])
+    return Benchmark("evqa", items, "question_id", score, notes, missing)
 
 
 def _read_done(path: Path, key: str) -> dict[Any, dict[str, Any]]:
