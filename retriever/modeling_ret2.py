@@ -28,6 +28,7 @@ compute. Parameter names follow ReT-1 (``ret_cell.*``, ``text_adapter.N``,
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,17 @@ def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
     table[..., 0::2] = torch.sin(position * div_term)
     table[..., 1::2] = torch.cos(position * div_term[: dim // 2])
     return table
+
+
+#: Where the tapped blocks' hooks put their outputs during one tower forward (None: not tapping).
+_TAPPED_OUTPUTS: ContextVar[dict[nn.Module, torch.Tensor] | None] = ContextVar("ret2_tapped_outputs", default=None)
+
+
+def _record_tapped_output(module: nn.Module, args: Any, output: Any) -> None:
+    """Forward hook on a tapped block: record its output for the forward that is tapping."""
+    store = _TAPPED_OUTPUTS.get()
+    if store is not None:
+        store[module] = output[0] if isinstance(output, tuple) else output
 
 
 @dataclass
@@ -109,19 +121,47 @@ class ReT2Cell(nn.Module):
     def initial_state(self, batch_size: int) -> torch.Tensor:
         return self.query_hidden_states.expand(batch_size, -1, -1)
 
+    def _cross_queries(self, attn: nn.MultiheadAttention, xn: torch.Tensor) -> torch.Tensor:
+        """Query projection of a cross-attention, split into heads: (batch, heads, k, head_dim)."""
+        d = xn.shape[-1]
+        q = F.linear(xn, attn.in_proj_weight[:d])
+        return q.view(*xn.shape[:2], attn.num_heads, attn.head_dim).transpose(1, 2)
+
     def _cross(
         self, attn: nn.MultiheadAttention, norm: nn.LayerNorm, queries: torch.Tensor, kv: ModalityTokens | None
-    ) -> torch.Tensor:
-        """Cross-attention for the rows that have this modality; zeros elsewhere."""
-        out = torch.zeros_like(queries)
+    ) -> torch.Tensor | None:
+        """Cross-attention of the state to one modality, for the rows that have it.
+
+        The same computation as ``attn(Xn, keys, keys)`` (its weights, scaling and
+        dropout), written on ``scaled_dot_product_attention`` so that projected queries
+        can be shared across rows and keys/values come out of one matmul in the layout
+        the kernel wants. Returns ``None`` when no item has the modality.
+        """
         if kv is None:
-            return out
+            return None
         keys = norm(kv.tokens)
-        q = queries if kv.rows is None else queries.index_select(0, kv.rows)
-        attended = attn(q, keys, keys, key_padding_mask=kv.key_padding_mask, need_weights=False)[0]
+        batch, n, d = keys.shape
+        k, v = (
+            F.linear(keys, attn.in_proj_weight[d:])
+            .view(batch, n, 2, attn.num_heads, attn.head_dim)
+            .permute(2, 0, 3, 1, 4)
+            .unbind(0)
+        )
+        q = queries if kv.rows is None or queries.shape[0] == 1 else queries.index_select(0, kv.rows)
+        q = q.expand(batch, -1, -1, -1)
+        mask = None if kv.key_padding_mask is None else ~kv.key_padding_mask[:, None, None, :]
+        dropout = attn.dropout if self.training else 0.0
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return attn.out_proj(attended.transpose(1, 2).reshape(batch, -1, d))
+
+    @staticmethod
+    def _scatter(values: torch.Tensor | None, kv: ModalityTokens | None, like: torch.Tensor) -> torch.Tensor:
+        """Place the rows that have a modality back into the full batch (zeros elsewhere)."""
+        if values is None:
+            return torch.zeros_like(like)
         if kv.rows is None:
-            return attended
-        return out.index_copy(0, kv.rows, attended)
+            return values
+        return torch.zeros_like(like).index_copy(0, kv.rows, values)
 
     def forward(
         self,
@@ -133,31 +173,52 @@ class ReT2Cell(nn.Module):
         shared_state: bool = False,
     ) -> torch.Tensor:
         """One step. ``shared_state``: every row of ``state`` is the same (the initial
-        state), so the state-only part (self-attention) is computed once and broadcast."""
+        state), so the state-only part (self-attention, query projections) is computed
+        once and broadcast."""
         batch = state.shape[0]
         if shared_state:
             state = state[:1]
         x = state + self.query_state_ids.to(state.dtype)
         xn = self.xa_ln(x)
         residual = x + self.sa(xn, xn, xn, need_weights=False)[0]
+        # Query projections depend on the state only: with a shared state they are
+        # computed once and broadcast over the batch.
+        text_queries = self._cross_queries(self.text_xa, xn)
+        vision_queries = self._cross_queries(self.vision_xa, xn)
         if shared_state:
-            xn, residual = xn.expand(batch, -1, -1), residual.expand(batch, -1, -1)
+            residual = residual.expand(batch, -1, -1)
 
-        t = self._cross(self.text_xa, self.text_ln, xn, text)
-        v = self._cross(self.vision_xa, self.vision_ln, xn, vision)
+        t = self._scatter(self._cross(self.text_xa, self.text_ln, text_queries, text), text, residual)
+        v = self._scatter(self._cross(self.vision_xa, self.vision_ln, vision_queries, vision), vision, residual)
 
-        tm = text_mask.to(state.dtype)[:, None, None]
-        im = image_mask.to(state.dtype)[:, None, None]
-        text_input_gate = torch.sigmoid(self.text_input_gate_w(t) + self.input_gate_bias_prior) * tm
-        vision_input_gate = torch.sigmoid(self.vision_input_gate_w(v) + self.input_gate_bias_prior) * im
-        forget_gate = torch.sigmoid(
-            self.text_forget_gate_w(t) * tm + self.vision_forget_gate_w(v) * im + self.forget_gate_bias_prior
-        )
-        new_state = (
-            self.state_act(residual) * forget_gate
-            + self.state_act(t) * text_input_gate
-            + self.state_act(v) * vision_input_gate
-        )
+        # Gates, one modality at a time. A modality no item has contributes exactly
+        # nothing (its gates and forget term are multiplied by 0), so it is skipped; a
+        # modality every item has needs no mask multiply. Both shortcuts are exact, and
+        # they keep text-only documents from paying for image gates. The sigmoid priors
+        # ride on the linear biases (one tensor less per gate).
+        new_state: torch.Tensor | None = None
+        forget_logits: torch.Tensor | None = None
+        for candidate, tokens, mask, input_gate_w, forget_gate_w in (
+            (t, text, text_mask, self.text_input_gate_w, self.text_forget_gate_w),
+            (v, vision, image_mask, self.vision_input_gate_w, self.vision_forget_gate_w),
+        ):
+            present = mask > 0
+            if tokens is None or not bool(present.any()):
+                continue
+            input_gate = torch.sigmoid(
+                F.linear(candidate, input_gate_w.weight, input_gate_w.bias + self.input_gate_bias_prior)
+            )
+            forget_term = forget_gate_w(candidate)
+            if not bool(present.all()):
+                row_mask = mask.to(candidate.dtype)[:, None, None]
+                input_gate, forget_term = input_gate * row_mask, forget_term * row_mask
+            forget_logits = forget_term if forget_logits is None else forget_logits + forget_term
+            update = self.state_act(candidate) * input_gate
+            new_state = update if new_state is None else new_state + update
+        if forget_logits is None:
+            raise ValueError("ReT2Cell: every item needs text, an image, or both (this step got neither)")
+        forget_gate = torch.sigmoid(forget_logits + self.forget_gate_bias_prior)
+        new_state = torch.addcmul(new_state, self.state_act(residual), forget_gate)
         return new_state + self.mlp(self.mlp_ln(new_state))
 
 
@@ -219,6 +280,9 @@ class ReT2Model(ReT2PreTrainedModel):
         if config.prune_backbone:
             prune_tower(self.text_model, max(config.text_layers) + 1)
             prune_tower(self.vision_model, max(config.vision_layers) + 1)
+        for tower, layers in ((self.text_model, config.text_layers), (self.vision_model, config.vision_layers)):
+            for layer in sorted(set(layers)):
+                tower.encoder.layers[layer].register_forward_hook(_record_tapped_output)
         d = config.hidden_size
         text_width = spec.text_width(config.backbone_config)
         vision_width = spec.vision_width(config.backbone_config)
@@ -274,6 +338,28 @@ class ReT2Model(ReT2PreTrainedModel):
         return self
 
     # ------------------------------------------------------------------ forward
+    @staticmethod
+    def _tapped_hidden_states(tower: nn.Module, layers: list[int], **inputs: Any) -> list[torch.Tensor]:
+        """Run a tower once and keep only the outputs of the tapped blocks.
+
+        Why not ``output_hidden_states=True``: that keeps every block's output alive
+        until the tower returns, while ReT-2 needs three; on CPU the extra live memory
+        makes the towers measurably slower than the same towers in a plain dual encoder
+        (fresh pages for every block). The tapped blocks carry a forward hook (added in
+        ``__init__``) that records their output into a per-call store held in a context
+        variable, so concurrent forwards in threads or tasks never see each other's
+        tensors. The hook only stores references: activation checkpointing recomputes
+        nothing extra.
+        """
+        store: dict[nn.Module, torch.Tensor] = {}
+        token = _TAPPED_OUTPUTS.set(store)
+        try:
+            tower(**inputs)
+        finally:
+            _TAPPED_OUTPUTS.reset(token)
+        blocks = tower.encoder.layers
+        return [store[blocks[layer]] for layer in layers]
+
     def _text_tokens(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, rows: torch.Tensor | None
     ) -> list[ModalityTokens]:
@@ -281,12 +367,11 @@ class ReT2Model(ReT2PreTrainedModel):
             input_ids = input_ids.index_select(0, rows)
             attention_mask = attention_mask.index_select(0, rows) if attention_mask is not None else None
         tower_mask = attention_mask if self.spec.pass_text_attention_mask else None
-        hidden = self.text_model(input_ids=input_ids, attention_mask=tower_mask, output_hidden_states=True).hidden_states
+        hidden = self._tapped_hidden_states(
+            self.text_model, self.config.text_layers, input_ids=input_ids, attention_mask=tower_mask
+        )
         key_padding = (attention_mask == 0) if attention_mask is not None else None
-        return [
-            ModalityTokens(adapter(hidden[layer + 1]), key_padding, rows)
-            for adapter, layer in zip(self.text_adapter, self.config.text_layers)
-        ]
+        return [ModalityTokens(adapter(h), key_padding, rows) for adapter, h in zip(self.text_adapter, hidden)]
 
     def _vision_tokens(
         self, pixel_values: torch.Tensor, extra: dict[str, torch.Tensor], rows: torch.Tensor | None
@@ -294,14 +379,13 @@ class ReT2Model(ReT2PreTrainedModel):
         if rows is not None:
             pixel_values = pixel_values.index_select(0, rows)
             extra = {k: v.index_select(0, rows) for k, v in extra.items()}
-        hidden = self.vision_model(pixel_values=pixel_values, output_hidden_states=True, **extra).hidden_states
+        hidden = self._tapped_hidden_states(
+            self.vision_model, self.config.vision_layers, pixel_values=pixel_values, **extra
+        )
         key_padding = None
         if self.spec.image_key_mask_input and self.spec.image_key_mask_input in extra:
             key_padding = extra[self.spec.image_key_mask_input] == 0
-        return [
-            ModalityTokens(adapter(hidden[layer + 1]), key_padding, rows)
-            for adapter, layer in zip(self.vision_adapter, self.config.vision_layers)
-        ]
+        return [ModalityTokens(adapter(h), key_padding, rows) for adapter, h in zip(self.vision_adapter, hidden)]
 
     @staticmethod
     def _rows(mask: torch.Tensor) -> torch.Tensor | None | bool:
@@ -365,6 +449,12 @@ class ReT2Model(ReT2PreTrainedModel):
             )
         embeddings = F.normalize(self.late_proj(state.mean(dim=1)), p=2, dim=-1)
         return ReT2Output(embeddings=embeddings, state=state if return_state else None)
+
+
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Turn on activation (gradient) checkpointing under its current ``transformers`` name."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
 
 
 # Let the Auto classes resolve ReT-2 checkpoints (AutoConfig / AutoModel.from_pretrained(dir)).

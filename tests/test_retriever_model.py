@@ -14,6 +14,7 @@ from retriever import (
     build_tiny_encoder,
     build_tiny_model,
 )
+from retriever.modeling_ret2 import enable_activation_checkpointing
 from retriever.tiny import tiny_backbone_config
 
 BACKBONES = ["clip", "siglip", "siglip2"]
@@ -236,3 +237,87 @@ def test_fingerprint_is_the_same_for_a_hub_style_snapshot_and_a_copy(tmp_path):
     other = build_tiny_encoder("clip", seed=10)
     other.save_pretrained(tmp_path / "other")
     assert ReT2Encoder.from_pretrained(str(tmp_path / "other")).fingerprint != a
+
+
+def reference_embeddings(model: ReT2Model, inputs: dict) -> torch.Tensor:
+    """The cell equations of shared/docs/retriever.md, written plainly on the model's own weights.
+
+    Every hidden state is computed with ``output_hidden_states``, every attention is a plain
+    ``nn.MultiheadAttention`` call on the whole batch (masked modalities included, then
+    switched off by their gates): none of the model's shortcuts (tapping hooks, shared
+    first-step queries, skipped rows, fused key/value projections) are used here.
+    """
+    cfg, cell = model.config, model.ret_cell
+    extra = {k: v for k, v in inputs.items() if k in model.spec.extra_vision_inputs}
+    tower_mask = inputs["attention_mask"] if model.spec.pass_text_attention_mask else None
+    text_hidden = model.text_model(input_ids=inputs["input_ids"], attention_mask=tower_mask,
+                                   output_hidden_states=True).hidden_states
+    vision_hidden = model.vision_model(pixel_values=inputs["pixel_values"], output_hidden_states=True,
+                                       **extra).hidden_states
+    text_padding = inputs["attention_mask"] == 0
+    image_padding = extra["pixel_attention_mask"] == 0 if "pixel_attention_mask" in extra else None
+    tm = inputs["text_mask"].float()[:, None, None]
+    im = inputs["image_mask"].float()[:, None, None]
+    state = cell.query_hidden_states.expand(inputs["input_ids"].shape[0], -1, -1)
+    for step, (lt, lv) in enumerate(zip(cfg.text_layers, cfg.vision_layers)):
+        x = state + cell.query_state_ids
+        xn = cell.xa_ln(x)
+        r = x + cell.sa(xn, xn, xn, need_weights=False)[0]
+        tk = cell.text_ln(model.text_adapter[step](text_hidden[lt + 1]))
+        vk = cell.vision_ln(model.vision_adapter[step](vision_hidden[lv + 1]))
+        t = cell.text_xa(xn, tk, tk, key_padding_mask=text_padding, need_weights=False)[0]
+        v = cell.vision_xa(xn, vk, vk, key_padding_mask=image_padding, need_weights=False)[0]
+        i_t = torch.sigmoid(cell.text_input_gate_w(t) + cfg.input_gate_bias_prior) * tm
+        i_v = torch.sigmoid(cell.vision_input_gate_w(v) + cfg.input_gate_bias_prior) * im
+        f = torch.sigmoid(tm * cell.text_forget_gate_w(t) + im * cell.vision_forget_gate_w(v)
+                          + cfg.forget_gate_bias_prior)
+        new = f * r + i_t * t + i_v * v
+        state = new + cell.mlp(cell.mlp_ln(new))
+    return torch.nn.functional.normalize(model.late_proj(state.mean(dim=1)), dim=-1)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_model_matches_the_documented_equations(backbone):
+    encoder = build_tiny_encoder(backbone, seed=11, forget_gate_bias_prior=0.5, input_gate_bias_prior=-0.3)
+    model = encoder.model.eval()
+    texts = ["a red square on grass", "x", "a much longer description of a blue circle", "two words"]
+    inputs = _model_inputs(encoder, texts, [random_image(40 + i) for i in range(4)])
+    inputs["text_mask"] = torch.tensor([1.0, 1.0, 0.0, 1.0])  # item 2: image only
+    inputs["image_mask"] = torch.tensor([1.0, 0.0, 1.0, 1.0])  # item 1: text only
+    with torch.inference_mode():
+        got = model(**inputs).embeddings
+        want = reference_embeddings(model, inputs)
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-6)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    """Tapping by hooks must survive activation checkpointing (the towers re-run in backward)."""
+    encoder = build_tiny_encoder("clip", seed=12)
+    inputs = _model_inputs(encoder, ["a red square", "a blue circle"], [random_image(50), random_image(51)])
+
+    def grads(checkpointing: bool) -> dict[str, torch.Tensor]:
+        model = build_tiny_encoder("clip", seed=12).model.train()
+        if checkpointing:
+            enable_activation_checkpointing(model)
+        out = model(**inputs).embeddings
+        (out[0] @ out[1]).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, checkpointed = grads(False), grads(True)
+    assert any(n.startswith("text_model.") for n in plain) and any(n.startswith("vision_model.") for n in plain)
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_concurrent_forwards_in_threads_do_not_mix(fixtures_dir):
+    """Servers and LangChain's batch() call one encoder from several threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = build_tiny_encoder("clip", seed=13)
+    jobs = [[RetrievalItem(text="word " * (1 + 5 * i), image=random_image(60 + i))] * (1 + i % 3) for i in range(8)]
+    serial = [encoder.encode(items) for items in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            for got, want in zip(pool.map(encoder.encode, jobs), serial):
+                np.testing.assert_allclose(got, want, atol=1e-5)

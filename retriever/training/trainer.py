@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ret2vqa.io import MalformedRows
 
 from ..encoder import ReT2Encoder
+from ..modeling_ret2 import enable_activation_checkpointing
 from ..processing_ret2 import ReT2Processor
 from .config import TrainingConfig
 from .data import PairCollator, PairDataset, TrainingPair, epoch_order, read_m2kr, read_pairs
@@ -115,7 +116,7 @@ class Trainer:
         self.processor: ReT2Processor = self.encoder.processor
         self.model = self.encoder.model.float().train()
         if cfg.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            enable_activation_checkpointing(self.model)
         self.loss_fn = ContrastiveLoss(cfg.temperature_init, cfg.learnable_temperature, cfg.gather_negatives)
         pairs, self.malformed = load_pairs(cfg, self.model.config.query_instruction, train=True)
         self.dataset = PairDataset(pairs)
