@@ -3,8 +3,11 @@
 What the paper fixes (shared encoder, three tapped layers per tower, a recurrent
 Transformer cell with LSTM-style gates, one normalised vector per item) is structure;
 every value the paper does not pin down is a field here, with the defaults chosen in
-``shared/docs/retriever.md`` (32 state tokens, width 1024, heads = width / 64, MLP 4x,
-dropout 0.05, mean pooling of the final state then a linear projection to 768).
+``shared/docs/retriever.md`` (32 state tokens, heads = width / 64, MLP 4x, dropout 0.05,
+mean pooling of the final state then a linear projection) and one deliberate change:
+the cell's width follows the backbone (see :func:`default_cell_width`) instead of being
+ReT-1's fixed 1024, so that on CLIP ViT-B/32 the cell stays a small fraction of the
+towers' cost (``bench/encoder.py``; docs/retriever.md, "Cell width").
 Parameter names in the model follow ReT-1's code (``ret_cell.*``, ``text_adapter.N``,
 ``vision_adapter.N``) so that mapping released checkpoints stays small.
 """
@@ -18,6 +21,22 @@ from transformers import AutoConfig, PretrainedConfig
 from .backbones import backbone_spec
 
 DEFAULT_QUERY_INSTRUCTION = "Retrieve documents that provide an answer to the question alongside the image:"
+
+
+#: ReT-1's cell width and output size: the caps of the backbone-relative defaults.
+MAX_DEFAULT_HIDDEN_SIZE = 1024
+MAX_DEFAULT_EMBEDDING_DIM = 768
+
+
+def default_cell_width(text_width: int, vision_width: int) -> int:
+    """The default cell width: the narrower tower's width, at most ReT-1's 1024.
+
+    Why: a cell wider than the towers it summarises costs more than they do. ReT-1's
+    1024 was set for ViT-L and larger backbones; on ViT-B/32 (512-wide text tower) a
+    1024-wide cell adds ~45% to the towers' forward, a 512-wide one ~10%. CLIP B/32 ->
+    512, CLIP L/14 -> 768, SigLIP base -> 768, SigLIP so400m / OpenCLIP H, G -> 1024.
+    """
+    return min(MAX_DEFAULT_HIDDEN_SIZE, int(text_width), int(vision_width))
 
 
 def default_layers(num_layers: int) -> list[int]:
@@ -37,10 +56,12 @@ class ReT2Config(PretrainedConfig):
             negative indices count from the end). Default: first, middle, last. Both
             lists must have the same length: the cell takes one step per pair.
         num_state_tokens: number of learnable state tokens ``k``.
-        hidden_size: width ``d`` of the recurrent cell.
+        hidden_size: width ``d`` of the recurrent cell. Default: the backbone's narrower
+            tower width, at most 1024 (:func:`default_cell_width`); 512 on CLIP ViT-B/32.
         num_attention_heads: heads of the cell's attentions (default ``hidden_size // 64``).
         intermediate_size: MLP width (default ``4 * hidden_size``).
-        embedding_dim: size of the output vector.
+        embedding_dim: size of the output vector. Default ``min(768, hidden_size)``: a
+            projection wider than the cell adds storage, not information.
         dropout / attention_dropout: dropout in the MLP / attentions.
         activation: ``"gelu"`` or ``"relu"`` for the cell MLP.
         input_gate_bias_prior / forget_gate_bias_prior: constants added inside the
@@ -65,10 +86,10 @@ class ReT2Config(PretrainedConfig):
         text_layers: list[int] | None = None,
         vision_layers: list[int] | None = None,
         num_state_tokens: int = 32,
-        hidden_size: int = 1024,
+        hidden_size: int | None = None,
         num_attention_heads: int | None = None,
         intermediate_size: int | None = None,
-        embedding_dim: int = 768,
+        embedding_dim: int | None = None,
         dropout: float = 0.05,
         attention_dropout: float = 0.05,
         activation: str = "gelu",
@@ -93,9 +114,12 @@ class ReT2Config(PretrainedConfig):
         self.backbone_config = backbone_config
         self.backbone_name_or_path = backbone_name_or_path
         self.num_state_tokens = num_state_tokens
+        # Sizes left at None are resolved from the backbone in _validate (a config without
+        # a backbone keeps them None: it cannot build a model, and keeping them unresolved
+        # means a resolved value is never mistaken for a class default when serialising).
         self.hidden_size = hidden_size
-        self.num_attention_heads = num_attention_heads or max(1, hidden_size // 64)
-        self.intermediate_size = intermediate_size or 4 * hidden_size
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
         self.embedding_dim = embedding_dim
         self.dropout = dropout
         self.attention_dropout = attention_dropout
@@ -116,19 +140,30 @@ class ReT2Config(PretrainedConfig):
         self._validate()
 
     def _validate(self) -> None:
+        if self.activation not in ("gelu", "relu"):
+            raise ValueError(f"ReT2Config.activation must be 'gelu' or 'relu', got {self.activation!r}")
+        spec = backbone_spec(self.backbone_config) if self.backbone_config is not None else None
+        if self.hidden_size is None and spec is not None:
+            self.hidden_size = default_cell_width(
+                spec.text_width(self.backbone_config), spec.vision_width(self.backbone_config)
+            )
+        if self.hidden_size is not None:
+            self.num_attention_heads = self.num_attention_heads or max(1, self.hidden_size // 64)
+            self.intermediate_size = self.intermediate_size or 4 * self.hidden_size
+            if self.embedding_dim is None:
+                self.embedding_dim = min(MAX_DEFAULT_EMBEDDING_DIM, self.hidden_size)
+        if self.hidden_size is None:
+            return
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"ReT2Config.hidden_size ({self.hidden_size}) must be a multiple of "
                 f"num_attention_heads ({self.num_attention_heads})"
             )
-        if self.activation not in ("gelu", "relu"):
-            raise ValueError(f"ReT2Config.activation must be 'gelu' or 'relu', got {self.activation!r}")
         for name in ("num_state_tokens", "hidden_size", "embedding_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ReT2Config.{name} must be positive, got {getattr(self, name)}")
-        if self.backbone_config is None:
+        if spec is None:
             return
-        spec = backbone_spec(self.backbone_config)
         n_text = spec.num_text_layers(self.backbone_config)
         n_vision = spec.num_vision_layers(self.backbone_config)
         if self.text_layers is None:

@@ -310,6 +310,38 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_default_cell_width_follows_the_backbone():
+    from transformers import CLIPConfig
+
+    from retriever.configuration_ret2 import default_cell_width
+
+    b32 = ReT2Config(backbone_config=CLIPConfig())  # text 512, vision 768
+    assert (b32.hidden_size, b32.num_attention_heads, b32.intermediate_size, b32.embedding_dim) == (512, 8, 2048, 512)
+    l14 = ReT2Config(backbone_config=CLIPConfig(text_config={"hidden_size": 768, "num_attention_heads": 12},
+                                                vision_config={"hidden_size": 1024, "num_attention_heads": 16}))
+    assert (l14.hidden_size, l14.embedding_dim) == (768, 768)
+    assert default_cell_width(1280, 1664) == 1024  # OpenCLIP ViT-G/14: capped at ReT-1's width
+    explicit = ReT2Config(backbone_config=CLIPConfig(), hidden_size=1024)
+    assert (explicit.hidden_size, explicit.num_attention_heads, explicit.embedding_dim) == (1024, 16, 768)
+    assert ReT2Config().hidden_size is None  # no backbone: resolved once one is given
+
+
+def test_explicit_sizes_survive_save_and_load_even_when_they_equal_other_defaults(tmp_path):
+    """save_pretrained drops values equal to the class defaults: a resolved width must never be dropped."""
+    from transformers import CLIPConfig
+
+    small = CLIPConfig(text_config={"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2,
+                                    "num_hidden_layers": 2},
+                       vision_config={"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2,
+                                      "num_hidden_layers": 2, "image_size": 32, "patch_size": 16})
+    for kwargs in ({}, {"hidden_size": 1024, "embedding_dim": 768}):
+        config = ReT2Config(backbone_config=small, **kwargs)
+        config.save_pretrained(tmp_path / str(len(kwargs)))
+        loaded = ReT2Config.from_pretrained(tmp_path / str(len(kwargs)))
+        assert (loaded.hidden_size, loaded.embedding_dim, loaded.num_attention_heads) == (
+            config.hidden_size, config.embedding_dim, config.num_attention_heads)
+
+
 def test_concurrent_forwards_in_threads_do_not_mix(fixtures_dir):
     """Servers and LangChain's batch() call one encoder from several threads at once."""
     from concurrent.futures import ThreadPoolExecutor
