@@ -5,12 +5,14 @@ goes through
 
 * ``backbone``: the dual encoder's own forward (``get_text_features`` +
   ``get_image_features``), i.e. what a plain CLIP retriever pays;
-* ``ret2``: the ReT-2 encoder with its default cell and three tapped layers per tower;
+* ``ret2``: the ReT-2 encoder with its default cell (as wide as the narrower tower:
+  512 on B/32) and three tapped layers per tower;
 * ``ret2-all-layers``: the same cell tapping every block (ReT-1 style, 12 steps);
 
-plus, for reference, ReT-2 with a narrower cell. Rounds interleave the variants and
-the median is reported, so machine noise hits all of them alike; the ratios are
-what to compare. Peak memory is the CUDA high-water mark on GPU, else the peak
+plus, for reference, ReT-2 with ReT-1's 1024-wide cell. Rounds interleave the
+variants; each round's time is divided by the same round's backbone time and the
+median of those per-round ratios is reported, so machine drift cancels out.
+Peak memory is the CUDA high-water mark on GPU, else the peak
 resident-set growth of this process during the variant.
 
     python bench/encoder.py --json OUT.json
@@ -33,6 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # CLIPConfig arguments reproducing the sizes of the public checkpoints (weights stay random).
 BACKBONES = {
+    "clip-tiny": {  # a few-second smoke run of this script (tests), not a measurement
+        "text_config": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2,
+                        "num_hidden_layers": 4},
+        "vision_config": {"hidden_size": 96, "intermediate_size": 192, "num_attention_heads": 2,
+                          "num_hidden_layers": 4, "patch_size": 16, "image_size": 64},
+        "projection_dim": 64,
+    },
     "clip-vit-b32": {},  # openai/clip-vit-base-patch32
     "clip-vit-l14": {  # openai/clip-vit-large-patch14
         "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
@@ -101,11 +110,12 @@ def main(argv=None) -> int:
                         help="backbone sizes (random weights); default CLIP ViT-B/32")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--text-tokens", type=int, default=77, help="tokens per text (77 = CLIP's budget)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="auto", help="auto: float32 on CPU, bfloat16 on GPU")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    parser.add_argument("--compact-hidden", type=int, default=512, help="width of the reference narrow cell")
+    parser.add_argument("--reference-hidden", type=int, default=1024,
+                        help="width of the reference cell (default: ReT-1's 1024)")
     parser.add_argument("--json", help="write results here")
     args = parser.parse_args(argv)
 
@@ -128,8 +138,8 @@ def main(argv=None) -> int:
         "ret2": ReT2Model(ReT2Config(backbone_config=backbone_config)),
         "ret2-all-layers": ReT2Model(ReT2Config(backbone_config=backbone_config, text_layers=list(range(n_layers)),
                                                 vision_layers=all_vision)),
-        f"ret2-hidden{args.compact_hidden}": ReT2Model(
-            ReT2Config(backbone_config=backbone_config, hidden_size=args.compact_hidden)),
+        f"ret2-hidden{args.reference_hidden}": ReT2Model(
+            ReT2Config(backbone_config=backbone_config, hidden_size=args.reference_hidden)),
     }
     for model in models.values():
         model.load_backbone_weights(backbone)  # identical towers everywhere
@@ -169,10 +179,13 @@ def main(argv=None) -> int:
 
     median = {name: statistics.median(ts) for name, ts in times.items()}
     base = median["backbone"]
+    # Per-round ratios: a round's variants run back to back, so slow drift of the
+    # machine (thermal, neighbours) divides out; their median is the reported ratio.
+    ratio = {name: statistics.median(t / b for t, b in zip(ts, times["backbone"])) for name, ts in times.items()}
     params = {"backbone": sum(p.numel() for p in backbone.parameters())}
     params.update({name: sum(p.numel() for p in m.parameters()) for name, m in models.items()})
     rows = [
-        {"variant": name, "ms": round(median[name], 1), "ratio": round(median[name] / base, 3),
+        {"variant": name, "ms": round(median[name], 1), "ratio": round(ratio[name], 3),
          "peak_mem_mb": round(peaks[name], 1), "params_m": round(params[name] / 1e6, 1),
          "steps": models[name].config.num_steps if name in models else None}
         for name in variants
@@ -180,8 +193,8 @@ def main(argv=None) -> int:
     result = {
         "backbone_ms": round(base, 1),
         "ret2_ms": round(median["ret2"], 1),
-        "ratio": round(median["ret2"] / base, 3),
-        "all_layers_ratio": round(median["ret2-all-layers"] / base, 3),
+        "ratio": round(ratio["ret2"], 3),
+        "all_layers_ratio": round(ratio["ret2-all-layers"], 3),
         "peak_mem_mb": round(peaks["ret2"], 1),
         "backbone_peak_mem_mb": round(peaks["backbone"], 1),
         "setting": {"backbone": f"{args.backbone} (random weights)", "batch_size": args.batch_size,
@@ -194,7 +207,7 @@ def main(argv=None) -> int:
     }
     header = f"{'variant':<18} {'steps':>5} {'ms/batch':>9} {'x backbone':>10} {'peak MB':>8} {'params M':>8}"
     print(f"{args.backbone}: {args.batch_size} image+text items, {args.text_tokens} text tokens, {device} {dtype}, "
-          f"{torch.get_num_threads()} threads, median of {args.rounds} rounds")
+          f"{torch.get_num_threads()} threads, medians of {args.rounds} interleaved rounds")
     print(header)
     print("-" * len(header))
     for r in rows:

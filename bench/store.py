@@ -318,13 +318,17 @@ def print_table(results: list[dict], final: bool = False) -> None:
         print(f"{r['backend']:<12} {r['n']:>10,} {ups:>12} {r['build_s']:>9.1f} {r['p50_ms']:>9.2f} {r['p95_ms']:>9.2f} "
               f"{r['recall_at_10']:>10.4f} {r['n_queries']:>8}")
     by = {(r["backend"], r["n"]): r for r in results}
+
+    def compare(speedup: float, digits: int) -> str:
+        return f"{speedup:.{digits}f}x faster" if speedup >= 1 else f"{1 / speedup:.{digits}f}x slower"
+
     for n in sorted({r["n"] for r in results}):
         edge, local, exact = by.get(("edge", n)), by.get(("local", n)), by.get(("exact", n))
         if edge and local:
-            print(f"n={n:,}: Qdrant Edge p50 is {local['p50_ms'] / edge['p50_ms']:.0f}x faster than local mode "
-                  f"(upsert {edge['upsert_per_s'] / local['upsert_per_s']:.0f}x faster)")
+            print(f"n={n:,}: Qdrant Edge p50 is {compare(local['p50_ms'] / edge['p50_ms'], 0)} than local mode "
+                  f"(upsert {compare(edge['upsert_per_s'] / local['upsert_per_s'], 1)})")
         if edge and exact:
-            print(f"n={n:,}: Qdrant Edge p50 is {exact['p50_ms'] / edge['p50_ms']:.1f}x faster than exact NumPy search")
+            print(f"n={n:,}: Qdrant Edge p50 is {compare(exact['p50_ms'] / edge['p50_ms'], 1)} than exact NumPy search")
 
 
 if __name__ == "__main__":

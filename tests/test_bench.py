@@ -1,0 +1,43 @@
+"""The benchmark scripts run and write the JSON their issues promise (tiny sizes: a smoke run, not a measurement)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_encoder_bench_writes_the_promised_json(tmp_path):
+    out = tmp_path / "encoder.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "encoder.py"), "--backbone", "clip-tiny", "--batch-size", "2",
+         "--rounds", "1", "--reference-hidden", "128", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert {"backbone_ms", "ret2_ms", "ratio", "all_layers_ratio", "peak_mem_mb"} <= set(result)
+    assert result["ratio"] > 0 and result["all_layers_ratio"] > 0
+    variants = {row["variant"]: row for row in result["variants"]}
+    assert set(variants) == {"backbone", "ret2", "ret2-all-layers", "ret2-hidden128"}
+    assert variants["ret2"]["steps"] == 3 and variants["ret2-all-layers"]["steps"] == 4
+    assert result["setting"]["cell"]["hidden_size"] == 64  # the default: the narrower tower's width
+    assert "x backbone" in run.stdout
+
+
+def test_store_bench_writes_rows_for_every_backend(tmp_path):
+    out = tmp_path / "store.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "store.py"), "--sizes", "1500", "--queries", "20", "--exact-queries",
+         "10", "--local-queries", "5", "--dim", "32", "--clusters", "20", "--intrinsic-dim", "8", "--ef-sweep", "32",
+         "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(out.read_text())
+    by_backend = {row["backend"]: row for row in rows if row["n"] == 1500}
+    assert {"exact", "edge", "local"} <= set(by_backend)
+    assert by_backend["exact"]["recall_at_10"] == 1.0
+    assert by_backend["edge"]["recall_at_10"] > 0.9  # HNSW on 1,500 points is all but exact
+    assert "than exact NumPy search" in run.stdout
