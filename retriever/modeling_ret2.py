@@ -155,11 +155,11 @@ class ReT2Cell(nn.Module):
         return attn.out_proj(attended.transpose(1, 2).reshape(batch, -1, d))
 
     @staticmethod
-    def _scatter(values: torch.Tensor | None, kv: ModalityTokens | None, like: torch.Tensor) -> torch.Tensor:
+    def _scatter(
+        values: torch.Tensor | None, kv: ModalityTokens | None, like: torch.Tensor
+    ) -> torch.Tensor | None:
         """Place the rows that have a modality back into the full batch (zeros elsewhere)."""
-        if values is None:
-            return torch.zeros_like(like)
-        if kv.rows is None:
+        if values is None or kv.rows is None:
             return values
         return torch.zeros_like(like).index_copy(0, kv.rows, values)
 
@@ -421,7 +421,9 @@ class ReT2Model(ReT2PreTrainedModel):
             text_mask = torch.full((batch,), 1.0 if input_ids is not None else 0.0, device=device)
         if image_mask is None:
             image_mask = torch.full((batch,), 1.0 if pixel_values is not None else 0.0, device=device)
-        text_mask, image_mask = text_mask.to(device), image_mask.to(device)
+        # Masks are 0/1 per item (anything > 0 counts as present).
+        text_mask = (text_mask.to(device) > 0).to(torch.float32)
+        image_mask = (image_mask.to(device) > 0).to(torch.float32)
         if input_ids is None and bool((text_mask > 0).any()):
             raise ValueError("text_mask marks items with text but no input_ids were given")
         if pixel_values is None and bool((image_mask > 0).any()):
