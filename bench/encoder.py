@@ -9,9 +9,11 @@ goes through
   512 on B/32) and three tapped layers per tower;
 * ``ret2-all-layers``: the same cell tapping every block (ReT-1 style, 12 steps);
 
-plus, for reference, ReT-2 with ReT-1's 1024-wide cell. Rounds interleave the
-variants; each round's time is divided by the same round's backbone time and the
-median of those per-round ratios is reported, so machine drift cancels out.
+plus, for reference, ReT-2 with ReT-1's 1024-wide cell. Each round runs every variant
+once, in a freshly shuffled order (what ran just before matters on CPU: the allocator
+hands back memory a big variant freed, and fresh pages cost page faults); a variant's
+time is the median over rounds and its ratio is that median over the backbone's.
+Every round's times are in the JSON (``rounds_ms``).
 Peak memory is the CUDA high-water mark on GPU, else the peak
 resident-set growth of this process during the variant.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import threading
@@ -173,15 +176,16 @@ def main(argv=None) -> int:
             with PeakMemory(device) as mem:
                 fn()
             peaks[name] = mem.peak
+        order = list(variants)
+        shuffler = random.Random(0)
         for _ in range(args.rounds):
-            for name, fn in variants.items():
-                times[name].append(timed(fn))
+            shuffler.shuffle(order)
+            for name in order:
+                times[name].append(timed(variants[name]))
 
     median = {name: statistics.median(ts) for name, ts in times.items()}
     base = median["backbone"]
-    # Per-round ratios: a round's variants run back to back, so slow drift of the
-    # machine (thermal, neighbours) divides out; their median is the reported ratio.
-    ratio = {name: statistics.median(t / b for t, b in zip(ts, times["backbone"])) for name, ts in times.items()}
+    ratio = {name: median[name] / base for name in variants}
     params = {"backbone": sum(p.numel() for p in backbone.parameters())}
     params.update({name: sum(p.numel() for p in m.parameters()) for name, m in models.items()})
     rows = [
@@ -204,10 +208,11 @@ def main(argv=None) -> int:
                              ("hidden_size", "num_state_tokens", "num_attention_heads", "intermediate_size",
                               "embedding_dim", "text_layers", "vision_layers")}},
         "variants": rows,
+        "rounds_ms": {name: [round(t, 1) for t in ts] for name, ts in times.items()},
     }
     header = f"{'variant':<18} {'steps':>5} {'ms/batch':>9} {'x backbone':>10} {'peak MB':>8} {'params M':>8}"
     print(f"{args.backbone}: {args.batch_size} image+text items, {args.text_tokens} text tokens, {device} {dtype}, "
-          f"{torch.get_num_threads()} threads, medians of {args.rounds} interleaved rounds")
+          f"{torch.get_num_threads()} threads, medians of {args.rounds} rounds in shuffled order")
     print(header)
     print("-" * len(header))
     for r in rows:

@@ -289,6 +289,23 @@ def test_model_matches_the_documented_equations(backbone):
         want = reference_embeddings(model, inputs)
     torch.testing.assert_close(got, want, rtol=0, atol=2e-6)
 
+    # Training mode (dropout is 0 in the tiny cell): same values and same gradients, so the
+    # in-place steps of the forward are autograd-safe, partial masks included.
+    model.train()
+    weights = torch.randn(got.shape)
+
+    def gradients(embed) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        (embed(model, inputs) * weights).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    mine = gradients(lambda m, x: m(**x).embeddings)
+    reference = gradients(reference_embeddings)
+    assert mine.keys() == reference.keys() and any(n.startswith("ret_cell.text_forget") for n in mine)
+    for name in mine:
+        torch.testing.assert_close(mine[name], reference[name], rtol=1e-4, atol=1e-6, msg=name)
+    model.eval()
+
 
 def test_gradient_checkpointing_gives_the_same_gradients():
     """Tapping by hooks must survive activation checkpointing (the towers re-run in backward)."""
