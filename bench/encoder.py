@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import random
 import statistics
 import sys
@@ -122,6 +124,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write results here")
     args = parser.parse_args(argv)
 
+    import transformers
     from transformers import CLIPConfig, CLIPModel
 
     from retriever import ReT2Config, ReT2Model
@@ -204,6 +207,10 @@ def main(argv=None) -> int:
         "setting": {"backbone": f"{args.backbone} (random weights)", "batch_size": args.batch_size,
                     "text_tokens": args.text_tokens, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
                     "threads": torch.get_num_threads(), "rounds": args.rounds,
+                    "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                                 "python": platform.python_version()},
+                    "machine": {"cpus": os.cpu_count(), "arch": platform.machine(),
+                                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
                     "cell": {k: models["ret2"].config.to_dict()[k] for k in
                              ("hidden_size", "num_state_tokens", "num_attention_heads", "intermediate_size",
                               "embedding_dim", "text_layers", "vision_layers")}},
