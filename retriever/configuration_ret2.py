@@ -147,13 +147,12 @@ class ReT2Config(PretrainedConfig):
             self.hidden_size = default_cell_width(
                 spec.text_width(self.backbone_config), spec.vision_width(self.backbone_config)
             )
-        if self.hidden_size is not None:
-            self.num_attention_heads = self.num_attention_heads or max(1, self.hidden_size // 64)
-            self.intermediate_size = self.intermediate_size or 4 * self.hidden_size
-            if self.embedding_dim is None:
-                self.embedding_dim = min(MAX_DEFAULT_EMBEDDING_DIM, self.hidden_size)
         if self.hidden_size is None:
             return
+        self.num_attention_heads = self.num_attention_heads or max(1, self.hidden_size // 64)
+        self.intermediate_size = self.intermediate_size or 4 * self.hidden_size
+        if self.embedding_dim is None:
+            self.embedding_dim = min(MAX_DEFAULT_EMBEDDING_DIM, self.hidden_size)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"ReT2Config.hidden_size ({self.hidden_size}) must be a multiple of "
