@@ -127,8 +127,8 @@ def main(argv=None) -> int:
     import transformers
     from transformers import CLIPConfig, CLIPModel
 
+    from ret2vqa.devices import resolve_dtype
     from retriever import ReT2Config, ReT2Model
-    from retriever.encoder import resolve_dtype
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,6 +1,9 @@
-"""``ret2vqa score``: the official E-VQA and InfoSeek answer metrics on prediction files.
+"""``ret2vqa eval`` (run the pipeline over a split and score it) and ``ret2vqa score`` (the official metrics).
 
-Contract (other scripts call exactly this)::
+``eval {infoseek,evqa}`` answers every question of a split with the pipeline of
+``--config`` (:mod:`eval.answering`) and writes predictions, rankings, metrics and a
+report. ``score`` applies the official E-VQA and InfoSeek answer metrics to prediction
+files. Contract (other scripts call exactly this)::
 
     ret2vqa score infoseek --pred PRED.jsonl --ref REF.jsonl --qtype QTYPE.jsonl
     ret2vqa score evqa --pred PRED.jsonl --ref REF.csv [--bem MODEL]
@@ -48,6 +51,48 @@ output: {"accuracy" (0-100), "metric", "n", "correct", "by_question_type": {type
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    register_eval(subparsers)
+    register_score(subparsers)
+
+
+def register_eval(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="run the pipeline over an E-VQA / InfoSeek split: predictions, recall@k, accuracy, report",
+        description=(
+            "Retrieve and answer every question of a benchmark split, then score it. Writes to --out: "
+            "predictions.jsonl (the format `ret2vqa score` reads), retrieval.jsonl (rankings), metrics.json "
+            "(answer accuracy with the official metric, recall@k, timings), report.md and recall_at_k.png. "
+            "Resumable: a rerun skips the questions already answered in --out."
+        ),
+    )
+    parser.add_argument("benchmark", choices=["infoseek", "evqa"])
+    parser.add_argument("--config", help="pipeline YAML (default: the CPU preset, configs/cpu.yaml)")
+    parser.add_argument("--questions", required=True,
+                        help="infoseek: infoseek_{val,test}.jsonl; evqa: the official {val,test}.csv")
+    parser.add_argument("--images", required=True,
+                        help="infoseek: OVEN images (sharded NN/ or flat); evqa: <dir>/<image_id>.jpg, or "
+                             "inaturalist/ + landmarks/ in the official layouts")
+    parser.add_argument("--out", required=True, help="output directory (created; reused to resume)")
+    parser.add_argument("--limit", type=int, help="only the first N questions")
+    parser.add_argument("-k", "--k", type=int, help="passages given to the generator (default: retrieval.k)")
+    parser.add_argument("--depth", type=int, help="retrieval depth for recall@k (default: max(k, 20))")
+    parser.add_argument("--ks", default="1,5,10,20", help="recall cut-offs, comma-separated (default 1,5,10,20)")
+    parser.add_argument("--batch-size", type=int, default=16, help="questions per retrieval/generation step")
+    parser.add_argument("--missing-images", choices=["error", "text_only"], default="error",
+                        help="a question whose image file is missing: stop (default) or answer without it")
+    parser.add_argument("--lenient", action="store_true",
+                        help="report and skip malformed question rows instead of stopping")
+    parser.add_argument("--qtype", help="infoseek: *_qtype.jsonl (default: next to --questions)")
+    parser.add_argument("--withkb", help="infoseek: *_withkb.jsonl for entity recall (default: next to --questions)")
+    parser.add_argument("--inat-id2name", help="evqa: iNaturalist id → file name JSON (or the COCO annotation file)")
+    parser.add_argument("--single-hop", action="store_true", help="evqa: skip 2_hop questions")
+    parser.add_argument("--bem", help="evqa: BEM model (hub id or local dir) for the official metric")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_eval)
+
+
+def register_score(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "score",
         help="score predictions with the official E-VQA / InfoSeek metrics",
@@ -204,4 +249,25 @@ def run_evqa(args: argparse.Namespace) -> int:
     for item in per_example:
         item["reference"] = rows[item["question_id"]].answer
     _emit(args, result.to_dict(), per_example, "evqa")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rag.config import load_pipeline_config  # a command may ask the composition root; eval's library never does
+    from rag.pipeline import Pipeline
+
+    from .answering import load_evqa, load_infoseek, run_benchmark
+
+    config = load_pipeline_config(args.config)  # a config mistake is reported before any data is read
+    ks = [int(x) for x in args.ks.split(",") if x.strip()]
+    if args.benchmark == "infoseek":
+        benchmark = load_infoseek(args.questions, args.images, args.qtype, args.withkb, args.limit,
+                                  args.missing_images, strict=not args.lenient)
+    else:
+        benchmark = load_evqa(args.questions, args.images, args.inat_id2name, args.limit, args.missing_images,
+                              args.single_hop, args.bem, strict=not args.lenient)
+    with Pipeline.from_config(config) as pipeline:
+        metrics = run_benchmark(pipeline, benchmark, args.out, k=args.k, depth=args.depth,
+                                batch_size=args.batch_size, ks=ks, show_progress=not args.no_progress)
+    print(json.dumps(metrics, indent=2))
     return 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ret2vqa.errors import MissingFileError
 from ret2vqa.io import MalformedRows, RowError
 
 _REPORT_VERSION = 1
@@ -34,7 +35,7 @@ def list_of(feature: Any) -> Any:
 def _stamp(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
+        raise MissingFileError(path)
     st = path.stat()
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from ret2vqa.errors import MissingFileError
 from ret2vqa.io import MalformedRows, RowError, open_text
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -71,7 +72,7 @@ def open_json_text(path: str | Path) -> IO[str]:
     if path.suffix.lower() != ".zip":
         return open_text(path)
     if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
+        raise MissingFileError(path)
     archive = zipfile.ZipFile(path)
     members = [m for m in archive.namelist() if m.lower().endswith(".json") and not m.startswith("__MACOSX/")]
     if len(members) != 1:

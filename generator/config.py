@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ret2vqa.config import ConfigError, from_dict, from_yaml
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+from ret2vqa.config import ConfigError, at_least, from_dict, from_yaml
 
 
 @dataclass
@@ -54,8 +52,7 @@ class PromptConfig:
     min_passage_tokens: int = 16
 
     def __post_init__(self) -> None:
-        if self.min_passage_tokens < 1:
-            raise ConfigError(f"prompt.min_passage_tokens: must be >= 1, got {self.min_passage_tokens}")
+        at_least(self, 1, "min_passage_tokens")
         for name, required in (
             ("passage_template", ("{text}",)),
             ("untitled_passage_template", ("{text}",)),
@@ -64,13 +61,13 @@ class PromptConfig:
             template = getattr(self, name)
             for placeholder in required:
                 if placeholder not in template:
-                    raise ConfigError(f"prompt.{name}: must contain {placeholder}, got {template!r}")
+                    raise ConfigError(f"must contain {placeholder}, got {template!r}", name)
             try:
                 template.format(rank=1, title="t", text="x", question="q")
             except (KeyError, IndexError, ValueError) as exc:
                 raise ConfigError(
-                    f"prompt.{name}: bad template {template!r} ({type(exc).__name__}: {exc}); "
-                    "allowed fields are {rank}, {title}, {text}, {question}"
+                    f"bad template {template!r} ({type(exc).__name__}: {exc}); "
+                    "allowed fields are {rank}, {title}, {text}, {question}", name
                 ) from exc
 
 
@@ -82,7 +79,8 @@ class GeneratorConfig:
     model: str = "HuggingFaceTB/SmolVLM-256M-Instruct"
     #: Hub revision (branch, tag or commit); ``None`` = the default branch.
     revision: str | None = None
-    #: Weights dtype: ``auto`` keeps the checkpoint's; float32 is the safe choice on CPU.
+    #: Weights dtype. ``auto``, as for the encoder (:mod:`ret2vqa.devices`): bfloat16 on a GPU that
+    #: supports it (else float16), float32 on the CPU.
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     #: ``accelerate`` device map: ``auto`` spreads a model over all GPUs (then CPU RAM, then
     #: ``offload_folder``), or ``cpu`` / ``cuda:0`` / an explicit {module: device} mapping.
@@ -135,23 +133,16 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
-            raise ConfigError("model: a hub id or a local directory is required")
+            raise ConfigError("a hub id or a local directory is required", "model")
         if self.load_in_4bit and self.load_in_8bit:
             raise ConfigError("load_in_4bit, load_in_8bit: choose one of 4-bit and 8-bit quantization, not both")
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.num_beams < 1:
-            raise ConfigError(f"num_beams: must be >= 1, got {self.num_beams}")
-        if self.context_token_budget is not None and self.context_token_budget < 1:
-            raise ConfigError(f"context_token_budget: must be >= 1 or null, got {self.context_token_budget}")
+        at_least(self, 1, "max_new_tokens", "batch_size", "num_beams", "context_token_budget")
         if self.do_sample and self.temperature <= 0:
-            raise ConfigError(f"temperature: must be > 0 when do_sample is true, got {self.temperature}")
+            raise ConfigError(f"must be > 0 when do_sample is true, got {self.temperature}", "temperature")
         if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p: must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"must be in (0, 1], got {self.top_p}", "top_p")
         if isinstance(self.prompt, dict):  # direct construction with a plain mapping
-            self.prompt = from_dict(PromptConfig, self.prompt, where="prompt")
+            self.prompt = from_dict(PromptConfig, self.prompt, where="prompt", nested=True)
 
     @property
     def quantization(self) -> str | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ret2vqa.config import ConfigError
+from ret2vqa.devices import cuda_available, resolve_dtype
 from ret2vqa.hub import resolve_model
 
 from .compat import image_only_processor_class, needs_video_processor, torchvision_available
@@ -25,13 +26,10 @@ logger = logging.getLogger(__name__)
 
 
 class QuantizationUnavailableError(ConfigError):
-    """4/8-bit loading was asked for but this machine cannot do it (no CUDA GPU, or no bitsandbytes)."""
+    """4/8-bit loading was asked for but this machine cannot do it (no CUDA GPU, or no bitsandbytes).
 
-
-def cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
+    A :class:`~ret2vqa.errors.ConfigError`: the fix is a config change (turn quantization off,
+    or allow the fallback), so the CLI reports it in one line."""
 
 
 def bitsandbytes_available() -> bool:
@@ -40,11 +38,22 @@ def bitsandbytes_available() -> bool:
     return bool(is_bitsandbytes_available())
 
 
-def torch_dtype(name: str) -> Any:
-    """``"auto"`` stays ``"auto"`` (the checkpoint's dtype); the others become ``torch`` dtypes."""
-    import torch
+def run_device(cfg: GeneratorConfig) -> str:
+    """Where the model's weights will mostly live: ``"cuda"`` or ``"cpu"`` (what ``dtype: auto`` follows)."""
+    device_map = cfg.device_map
+    if cfg.quantization is not None:
+        return "cuda"
+    if isinstance(device_map, dict):
+        on_gpu = any(isinstance(v, int) or str(v).startswith("cuda") for v in device_map.values())
+        return "cuda" if on_gpu and cuda_available() else "cpu"
+    if device_map in (None, "auto"):
+        return "cuda" if cuda_available() else "cpu"
+    return "cuda" if str(device_map).startswith("cuda") else "cpu"
 
-    return {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+def torch_dtype(cfg: GeneratorConfig) -> Any:
+    """The weights' ``torch`` dtype; ``auto`` as everywhere (:mod:`ret2vqa.devices`): bfloat16 on a GPU, float32 on CPU."""
+    return resolve_dtype(cfg.dtype, run_device(cfg), "generator.dtype")
 
 
 def quantization_config(
@@ -91,7 +100,7 @@ def quantization_config(
         return BitsAndBytesConfig(load_in_8bit=True)
     compute = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(cfg.dtype)
     if compute is None:  # auto / float32: bfloat16 where the GPU supports it, else float16
-        compute = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+        compute = resolve_dtype("auto", "cuda")
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
@@ -102,7 +111,7 @@ def quantization_config(
 
 def model_load_kwargs(cfg: GeneratorConfig, quantization: Any | None) -> dict[str, Any]:
     """Keyword arguments for ``AutoModelForImageTextToText.from_pretrained``."""
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(cfg.dtype), "trust_remote_code": cfg.trust_remote_code}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(cfg), "trust_remote_code": cfg.trust_remote_code}
     device_map = cfg.device_map
     if quantization is not None and device_map in (None, "cpu"):
         device_map = "auto"  # quantized weights must live on the GPU

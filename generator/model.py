@@ -14,13 +14,13 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from ret2vqa.errors import ConfigError
+from ret2vqa.images import load_image
+
 from .config import GeneratorConfig
-from .images import load_image
 from .postprocess import postprocess_answer
 from .prompt import BuiltPrompt, PromptBuilder
 from .schema import GenerationRequest, GenerationResult
-
-TINY_PREFIX = "tiny-random/"
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +58,12 @@ class MultimodalGenerator:
     def from_config(cls, config: GeneratorConfig) -> MultimodalGenerator:
         """Load ``config.model`` (hub id or local directory) as configured.
 
-        ``model: tiny-random/<family>`` builds the tiny randomly initialised model of that
-        family offline (tests, ``ret2vqa demo --tiny``; its answers mean nothing).
         Raises ``ModelUnavailableError`` when the model is neither local, cached nor
         downloadable, and :class:`~generator.loading.QuantizationUnavailableError` when
         4/8-bit is asked for without CUDA (unless ``allow_quantization_fallback``).
+        (``tiny-random/<family>`` models are built by the composition root,
+        :func:`rag.components.build_generator`.)
         """
-        if config.model.startswith(TINY_PREFIX):  # offline tiny random model, e.g. "tiny-random/qwen2_vl"
-            from .tiny import build_tiny_model_and_processor
-
-            model, processor = build_tiny_model_and_processor(config.model[len(TINY_PREFIX):], seed=0)
-            return cls(model, processor, config)
         from .loading import load
 
         model, processor = load(config)
@@ -146,7 +141,7 @@ class MultimodalGenerator:
         items = [_as_request(r, i) for i, r in enumerate(requests)]
         batch_size = batch_size or self.config.batch_size
         if batch_size < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+            raise ConfigError(f"must be >= 1, got {batch_size}", "batch_size")
         if self.config.do_sample and self.config.seed is not None:
             torch.manual_seed(self.config.seed)
         results: list[GenerationResult | None] = [None] * len(items)

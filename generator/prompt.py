@@ -28,7 +28,7 @@ from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 from typing import Any
 
-from ret2vqa.config import ConfigError
+from ret2vqa.errors import ConfigError, InputError
 
 from .config import PromptConfig
 from .schema import Passage
@@ -165,11 +165,11 @@ class PromptBuilder:
     def build(self, question: str, image: Any = None, passages: Sequence[Any] = ()) -> BuiltPrompt:
         """Lay out ``question`` (and ``image``) with as many of ``passages`` as the budget allows.
 
-        ``image`` must already be a PIL image (see :func:`generator.images.load_image`).
+        ``image`` must already be a PIL image (see :func:`ret2vqa.images.load_image`).
         """
         question = self.clean(question)
         if not question:
-            raise ValueError("the question is empty")
+            raise InputError("the question is empty")
         items = [Passage.coerce(p) for p in passages]
         items = [p for p in items if self.clean(p.title) or self.clean(p.text)]
         has_image = image is not None
@@ -306,6 +306,6 @@ def build_prompt(
 ) -> BuiltPrompt:
     """One-shot :meth:`PromptBuilder.build` (a builder caches image token counts: keep one for many calls)."""
     builder = PromptBuilder(processor, config=config, token_budget=token_budget, chat_template=chat_template)
-    from .images import load_image
+    from ret2vqa.images import load_image
 
     return builder.build(question, load_image(image), passages)

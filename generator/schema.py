@@ -1,4 +1,4 @@
-"""The generator's inputs and outputs: passages, requests and results.
+"""The generator's inputs and outputs: requests and results (passages are :class:`ret2vqa.passage.Passage`).
 
 Kept free of torch/transformers imports so that callers (the pipeline, LangChain
 adapters, evaluation scripts) can build requests and read results cheaply.
@@ -6,58 +6,19 @@ adapters, evaluation scripts) can build requests and read results cheaply.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
+
+from ret2vqa.passage import Passage
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 ImageInput = Union["Image.Image", str, Path, None]
 
-
-@dataclass
-class Passage:
-    """One retrieved passage: its title and text, plus the id/score the retriever gave it."""
-
-    title: str = ""
-    text: str = ""
-    id: str | None = None
-    score: float | None = None
-
-    @classmethod
-    def coerce(cls, obj: Any) -> Passage:
-        """Accept a :class:`Passage`, a mapping with ``title``/``text`` (``passage``/``content`` too),
-        or a LangChain-style document (``page_content`` + ``metadata['title']``)."""
-        if isinstance(obj, Passage):
-            return obj
-        if isinstance(obj, str):
-            return cls(text=obj)
-        if isinstance(obj, Mapping):
-            text = next((obj[k] for k in ("text", "passage", "content", "page_content") if obj.get(k) is not None), "")
-            meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
-            title = obj.get("title") or meta.get("title") or ""
-            pid = obj.get("id", meta.get("id"))
-            score = obj.get("score", meta.get("score"))
-            return cls(title=str(title), text=str(text), id=None if pid is None else str(pid), score=score)
-        if hasattr(obj, "page_content"):
-            meta = getattr(obj, "metadata", None) or {}
-            pid = getattr(obj, "id", None) or meta.get("id")
-            return cls(
-                title=str(meta.get("title") or ""),
-                text=str(obj.page_content or ""),
-                id=None if pid is None else str(pid),
-                score=meta.get("score"),
-            )
-        if hasattr(obj, "text"):
-            return cls(
-                title=str(getattr(obj, "title", "") or ""),
-                text=str(obj.text or ""),
-                id=getattr(obj, "id", None),
-                score=getattr(obj, "score", None),
-            )
-        raise TypeError(f"cannot use a {type(obj).__name__} as a passage: expected title/text fields")
+__all__ = ["GenerationRequest", "GenerationResult", "ImageInput", "Passage"]
 
 
 @dataclass

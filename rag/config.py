@@ -1,16 +1,21 @@
-"""The pipeline configuration: one YAML for indexing, retrieval and answering.
+"""The one configuration root: a YAML for indexing, retrieval, answering and evaluation.
 
-Sections (each a dataclass; unknown or mistyped keys fail with the field's name)::
+Sections (each a dataclass that checks its values when built; unknown or mistyped keys
+fail with the file and the dotted field name)::
 
-    encoder:    rag.ingest.config.EncoderSettings   which ReT-2 checkpoint embeds queries and passages
-    store:      rag.store.StoreConfig                where the collection lives (embedded or a server)
-    ingest:     rag.ingest.config.IngestConfig       how a KB file becomes passages (index build, demo)
-    generator:  generator.GeneratorConfig            the multimodal LLM that answers (null: retrieval only)
-    retrieval:  RetrievalSettings                    k, query instruction, payload filter
+    encoder:    retriever.EncoderConfig        which encoder embeds queries and passages
+    store:      rag.store.StoreConfig          where the collection lives (embedded or a server)
+    ingest:     rag.ingest.IngestConfig        how a KB file becomes passages (index build, demo)
+    generator:  generator.GeneratorConfig      the multimodal LLM that answers (null: retrieval only)
+    retrieval:  RetrievalConfig                k, query instruction, payload filter
 
-``ret2vqa index build``, ``search``, ``ask``, ``eval`` and ``demo`` all read this one
-file, so the encoder that fills a collection is the one that queries it. See
-``configs/cpu.yaml`` and ``configs/gpu.yaml``.
+Every pipeline command (``index build``/``info``, ``search``, ``ask``, ``eval``,
+``demo``, ``doctor``) reads this one file through :func:`load_pipeline_config`, so the
+encoder that fills a collection is the one that queries it, and a typo is an error
+everywhere. Sections left out take their defaults; an empty ``encoder`` means "the
+encoder the collection was built with". Command-line flags are applied with
+:meth:`PipelineConfig.override`, through the same checks. Components are built from
+it by the composition root, :mod:`rag.components`. See ``configs/*.yaml``.
 """
 
 from __future__ import annotations
@@ -20,15 +25,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from generator.config import GeneratorConfig
-from rag.ingest.config import EncoderSettings, IngestConfig
+from rag.ingest.config import IngestConfig
 from rag.store.config import StoreConfig
-from ret2vqa.config import ConfigError, from_dict, load_yaml, to_dict
+from ret2vqa.config import ConfigError, at_least, from_dict, load_yaml, override, to_dict
+from ret2vqa.errors import locate
+from retriever.loading import EncoderConfig
 
 SECTIONS = ("encoder", "store", "ingest", "generator", "retrieval")
 
 
 @dataclass
-class RetrievalSettings:
+class RetrievalConfig:
     """How queries are built and how many passages reach the generator.
 
     ``k``: passages retrieved per question (0 = answer zero-shot, no retrieval).
@@ -44,45 +51,52 @@ class RetrievalSettings:
     filter: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.k < 0:
-            raise ConfigError(f"retrieval.k: must be >= 0, got {self.k}")
+        at_least(self, 0, "k")
+        if self.filter is not None:
+            from rag.store.base import parse_filter
+
+            try:
+                parse_filter(self.filter)
+            except ConfigError as exc:
+                raise ConfigError(exc.message, "filter") from None
 
 
 @dataclass
 class PipelineConfig:
     """All sections of a pipeline YAML. ``generator`` is ``None`` for retrieval-only use."""
 
-    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     generator: GeneratorConfig | None = field(default_factory=GeneratorConfig)
-    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     source: str | None = None  # the file it was read from, for messages
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "config") -> "PipelineConfig":
         unknown = sorted(set(data) - set(SECTIONS))
         if unknown:
-            raise ConfigError(f"{where}: unknown section '{unknown[0]}' (known: {', '.join(SECTIONS)})")
+            raise ConfigError(f"unknown section (known: {', '.join(SECTIONS)})", locate(where, str(unknown[0])))
         sections: dict[str, Any] = {}
-        for name, section_cls in (("encoder", EncoderSettings), ("store", StoreConfig), ("ingest", IngestConfig),
-                                  ("retrieval", RetrievalSettings)):
+        for name, section_cls in (("encoder", EncoderConfig), ("store", StoreConfig), ("ingest", IngestConfig),
+                                  ("generator", GeneratorConfig), ("retrieval", RetrievalConfig)):
+            if name == "generator" and name in data and data[name] is None:
+                sections[name] = None
+                continue
             value = data.get(name) or {}
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{where}: {name}: expected a mapping, got {value!r}")
-            sections[name] = from_dict(section_cls, value, where=f"{where}: {name}")
-        if "generator" in data and data["generator"] is None:
-            sections["generator"] = None
-        else:
-            value = data.get("generator") or {}
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{where}: generator: expected a mapping or null, got {value!r}")
-            sections["generator"] = from_dict(GeneratorConfig, value, where=f"{where}: generator")
+                raise ConfigError(f"expected a mapping, got {value!r}", locate(where, name))
+            sections[name] = from_dict(section_cls, value, where=locate(where, name))
         return cls(**sections, source=where)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "PipelineConfig":
         return cls.from_dict(load_yaml(path), where=str(path))
+
+    def override(self, changes: Mapping[str, Any], where: str = "command line") -> "PipelineConfig":
+        """A copy with ``changes`` (``{"store.path": ..., "encoder.device": ...}``; ``None`` = unchanged)
+        applied and checked; errors name ``where`` and the field."""
+        return override(self, changes, where)
 
     def to_dict(self) -> dict[str, Any]:
         data = to_dict(self)
@@ -93,7 +107,7 @@ class PipelineConfig:
 
 
 def load_pipeline_config(config: "str | Path | PipelineConfig | Mapping[str, Any] | None") -> PipelineConfig:
-    """A :class:`PipelineConfig` from a path, a mapping, an instance, or ``None`` (the CPU defaults)."""
+    """A :class:`PipelineConfig` from a path, a mapping, an instance, or ``None`` (the CPU preset)."""
     if isinstance(config, PipelineConfig):
         return config
     if config is None:

@@ -13,7 +13,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ret2vqa.hub import cached_model_dir, hub_cache_dir, hub_endpoint, hub_reachable, is_offline, looks_like_path
+from ret2vqa.hub import (
+    cached_model_dir,
+    hub_cache_dir,
+    hub_endpoint,
+    hub_reachable,
+    is_offline,
+    is_tiny_model,
+    looks_like_path,
+)
 
 PACKAGES = ("ret2vqa", "torch", "transformers", "accelerate", "tokenizers", "huggingface_hub", "datasets", "evaluate",
             "qdrant-client", "qdrant-edge-py", "langchain-core", "pillow", "numpy", "bitsandbytes")
@@ -69,25 +77,26 @@ def cache() -> dict[str, Any]:
     return {"hf_hub_cache": hub_cache_dir(), "offline": is_offline(), "hf_home": os.environ.get("HF_HOME")}
 
 
+def model_status(role: str, name_or_path: str, revision: str | None) -> ModelStatus:
+    """Whether one model can be loaded without a download, and from where."""
+    if is_tiny_model(name_or_path):
+        return ModelStatus(role, name_or_path, revision, "tiny", True, None)
+    local = cached_model_dir(name_or_path, revision)
+    kind = "local" if Path(name_or_path).expanduser().is_dir() or looks_like_path(name_or_path) else "hub"
+    return ModelStatus(role, name_or_path, revision, kind, local is not None, local)
+
+
 def model_statuses(config: Any) -> list[ModelStatus]:
-    """The encoder and generator a :class:`rag.config.PipelineConfig` names, and whether each is local."""
+    """The encoder and generator a :class:`rag.config.PipelineConfig` names, and whether each is local.
+
+    An empty encoder (the collection's own is used) is not listed: it is known only once a
+    collection is opened.
+    """
     out = []
-    enc = config.encoder
-    if enc.is_tiny:
-        out.append(ModelStatus("encoder", f"tiny ({enc.tiny_backbone}, seed {enc.tiny_seed})", None, "tiny", True,
-                               None))
-    else:
-        local = cached_model_dir(enc.name_or_path, enc.revision)
-        kind = "local" if Path(enc.name_or_path).expanduser().is_dir() or looks_like_path(enc.name_or_path) else "hub"
-        out.append(ModelStatus("encoder", enc.name_or_path, enc.revision, kind, local is not None, local))
-    gen = config.generator
-    if gen is not None:
-        if gen.model.startswith("tiny-random/"):
-            out.append(ModelStatus("generator", gen.model, None, "tiny", True, None))
-        else:
-            local = cached_model_dir(gen.model, gen.revision)
-            kind = "local" if Path(gen.model).expanduser().is_dir() or looks_like_path(gen.model) else "hub"
-            out.append(ModelStatus("generator", gen.model, gen.revision, kind, local is not None, local))
+    if config.encoder.given:
+        out.append(model_status("encoder", config.encoder.name_or_path, config.encoder.revision))
+    if config.generator is not None:
+        out.append(model_status("generator", config.generator.model, config.generator.revision))
     return out
 
 

@@ -21,10 +21,12 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnableParallel, ensure_config
 from pydantic import ConfigDict
 
-from .pipeline import Pipeline, Query, RetrievedPassage
+from ret2vqa.passage import Passage
+
+from .pipeline import Pipeline, Query
 
 
-def passage_to_document(passage: RetrievedPassage) -> Document:
+def passage_to_document(passage: Passage) -> Document:
     """A retrieved passage as a LangChain ``Document`` (text + id/title/url/entity/score/image)."""
     metadata = {
         "id": passage.id,
@@ -107,7 +109,7 @@ class _Generate(Runnable):
 
     @staticmethod
     def _request(item: Mapping[str, Any]):
-        from generator import GenerationRequest, Passage
+        from generator import GenerationRequest
 
         docs = item.get("sources") or []
         return GenerationRequest(question=item["question"], image=item.get("image"),
@@ -155,11 +157,17 @@ class ReT2Embeddings(Embeddings):
 
     @classmethod
     def from_config(cls, config: Any = None, **kwargs: Any) -> "ReT2Embeddings":
+        """The encoder of a pipeline config (with none configured: the one its collection was built with)."""
+        from rag.components import build_encoder, open_collection
         from rag.config import load_pipeline_config
-        from rag.ingest.encoding import load_encoder
 
         cfg = load_pipeline_config(config)
-        return cls(load_encoder(cfg.encoder), instruction=cfg.retrieval.instruction, **kwargs)
+        if cfg.encoder.given:
+            encoder = build_encoder(cfg.encoder)
+        else:
+            store, encoder = open_collection(cfg)
+            store.close()
+        return cls(encoder, instruction=cfg.retrieval.instruction, **kwargs)
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         return self.encoder.encode_documents(list(texts), batch_size=self.batch_size).tolist()

@@ -1,61 +1,30 @@
-"""The KB-VQA pipeline: image + question → ReT-2 retrieval → multimodal LLM answer with sources.
+"""The KB-VQA pipeline: question + image → ReT-2 retrieval → multimodal LLM answer with sources.
 
     pipeline = Pipeline.from_config("configs/cpu.yaml")
-    result = pipeline.answer("photo.jpg", "Which year was this building completed?", k=5)
+    result = pipeline.answer("Which year was this building completed?", "photo.jpg", k=5)
     result.answer, result.passages[0].title, result.timings
 
-The encoder, the store and the generator are built from one :class:`PipelineConfig`;
-the store is opened with the encoder's metadata, so a collection built by another
-encoder is refused instead of silently returning nonsense. Batched variants
-(:meth:`Pipeline.answer_batch`) encode, search and generate a batch at a time, which
-is what benchmark evaluation uses.
+The encoder, the store and the generator are built from one :class:`PipelineConfig` by
+the composition root (:mod:`rag.components`), which refuses a collection built by
+another encoder instead of silently returning nonsense. Every method takes
+``(question, image)`` in that order. Batched variants (:meth:`Pipeline.answer_batch`)
+encode, search and generate a batch at a time, which is what benchmark evaluation uses.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from ret2vqa.errors import ConfigError, InputError
+from ret2vqa.passage import Passage
 
 from .config import PipelineConfig, load_pipeline_config
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RetrievedPassage:
-    """A passage returned by retrieval: id, similarity score and what the payload says about it."""
-
-    id: str
-    score: float
-    text: str = ""
-    title: str = ""
-    url: str | None = None
-    entity_id: str | None = None
-    image: str | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_hit(cls, hit: Any) -> "RetrievedPassage":
-        p = hit.payload or {}
-        return cls(
-            id=str(hit.id),
-            score=float(hit.score),
-            text=str(p.get("text") or ""),
-            title=str(p.get("title") or ""),
-            url=p.get("url"),
-            entity_id=p.get("wikidata_id") or p.get("entity_id"),
-            image=p.get("image_path") or p.get("image"),
-            payload=dict(p),
-        )
-
-    def to_dict(self, with_payload: bool = False) -> dict[str, Any]:
-        data = asdict(self)
-        if not with_payload:
-            data.pop("payload")
-        return data
 
 
 @dataclass
@@ -64,7 +33,7 @@ class PipelineAnswer:
 
     question: str
     answer: str
-    passages: list[RetrievedPassage]
+    passages: list[Passage]
     timings: dict[str, float]
     raw_text: str = ""
     prompt_tokens: int = 0
@@ -97,6 +66,7 @@ class Query:
 
     @classmethod
     def coerce(cls, obj: Any) -> "Query":
+        """A string, ``{"question", "image"}`` or ``(question, image)``."""
         if isinstance(obj, Query):
             return obj
         if isinstance(obj, str):
@@ -104,12 +74,13 @@ class Query:
         if isinstance(obj, Mapping):
             question = obj.get("question", obj.get("query", obj.get("text")))
             if not isinstance(question, str) or not question.strip():
-                raise ValueError(f"a query needs a non-empty 'question' string, got {dict(obj)!r}")
+                raise InputError(f"a query needs a non-empty 'question' string, got {dict(obj)!r}")
             return cls(question=question, image=obj.get("image"))
         if isinstance(obj, (tuple, list)) and len(obj) == 2:
-            image, question = obj
+            question, image = obj
             return cls(question=question, image=image)
-        raise TypeError(f"cannot use a {type(obj).__name__} as a query: pass a string or {{'question', 'image'}}")
+        raise TypeError(f"cannot use a {type(obj).__name__} as a query: pass a string, {{'question', 'image'}} "
+                        f"or (question, image)")
 
 
 def _ms(start: float) -> float:
@@ -136,19 +107,17 @@ class Pipeline:
         ``encoder``: one already loaded for ``config.encoder`` (e.g. after indexing with it).
         The store must already hold a collection built by this encoder (``ret2vqa index
         build``); a missing collection or one built by another encoder raises with a
-        message that says so.
+        message that says so. With no encoder configured, the collection's own is used.
         """
+        from .components import build_generator, open_collection
+
         cfg = load_pipeline_config(config)
-        from rag.ingest.encoding import encoder_metadata, load_encoder
-        from rag.store import open_store
-
-        encoder = encoder if encoder is not None else load_encoder(cfg.encoder)
-        store = open_store(cfg.store, expect=encoder_metadata(encoder, cfg.encoder, cfg.store.distance))
-        generator = None
-        if load_generator and cfg.generator is not None:
-            from generator import MultimodalGenerator
-
-            generator = MultimodalGenerator.from_config(cfg.generator)
+        store, encoder = open_collection(cfg, encoder)
+        try:
+            generator = build_generator(cfg.generator) if load_generator and cfg.generator is not None else None
+        except BaseException:
+            store.close()
+            raise
         return cls(encoder, store, generator, cfg)
 
     def close(self) -> None:
@@ -164,14 +133,14 @@ class Pipeline:
     def _k(self, k: int | None) -> int:
         k = self.config.retrieval.k if k is None else int(k)
         if k < 0:
-            raise ValueError(f"k must be >= 0, got {k}")
+            raise ConfigError(f"must be >= 0, got {k}", "k")
         return k
 
     def retrieve_batch(
         self, queries: Sequence[Any], k: int | None = None, filter: Mapping[str, Any] | None = None,
         timings: dict[str, float] | None = None,
-    ) -> list[list[RetrievedPassage]]:
-        """Top-``k`` passages for each query (``Query``, ``{"question", "image"}`` or a string)."""
+    ) -> list[list[Passage]]:
+        """Top-``k`` passages for each query (``Query``, ``{"question", "image"}``, ``(question, image)`` or a string)."""
         queries = [Query.coerce(q) for q in queries]
         k = self._k(k)
         if k == 0 or not queries:
@@ -190,10 +159,10 @@ class Pipeline:
         if timings is not None:
             timings["encode_ms"] = timings.get("encode_ms", 0.0) + encode_ms
             timings["search_ms"] = timings.get("search_ms", 0.0) + search_ms
-        return [[RetrievedPassage.from_hit(h) for h in row] for row in hits]
+        return hits
 
     def retrieve(self, question: str, image: Any = None, k: int | None = None,
-                 filter: Mapping[str, Any] | None = None) -> list[RetrievedPassage]:
+                 filter: Mapping[str, Any] | None = None) -> list[Passage]:
         """Top-``k`` passages for one question (with its image, if any)."""
         return self.retrieve_batch([Query(question, image)], k=k, filter=filter)[0]
 
@@ -209,18 +178,18 @@ class Pipeline:
         return self.generate_batch(queries, retrieved, timings=timings, started=start)
 
     def generate_batch(
-        self, queries: Sequence[Any], retrieved: Sequence[Sequence[RetrievedPassage]],
+        self, queries: Sequence[Any], retrieved: Sequence[Sequence[Passage]],
         timings: dict[str, float] | None = None, started: float | None = None,
     ) -> list[PipelineAnswer]:
         """Answer each query from its (already retrieved) passages, in the given rank order."""
         if self.generator is None:
-            raise ValueError("this pipeline has no generator (config `generator: null` or load_generator=False)")
+            raise ConfigError("this pipeline has no generator (config `generator: null` or load_generator=False)",
+                              "generator")
         from generator import GenerationRequest
 
         queries = [Query.coerce(q) for q in queries]
         timings = dict(timings or {})
         start = time.perf_counter()
-        # RetrievedPassage has the title/text/id/score the generator's Passage.coerce reads.
         requests = [GenerationRequest(question=q.question, image=q.image, passages=list(passages))
                     for q, passages in zip(queries, retrieved)]
         results = self.generator.generate(requests)
@@ -243,7 +212,7 @@ class Pipeline:
             for q, passages, r in zip(queries, retrieved, results)
         ]
 
-    def answer(self, image: Any, question: str, k: int | None = None,
+    def answer(self, question: str, image: Any = None, k: int | None = None,
                filter: Mapping[str, Any] | None = None) -> PipelineAnswer:
         """Answer one visual question: the answer, its sources (ids, scores) and timings per stage."""
         return self.answer_batch([Query(question, image)], k=k, filter=filter)[0]

@@ -1,10 +1,13 @@
 """Configuration is data: dataclasses built from YAML or dicts, with errors naming the field.
 
-Every component (encoder settings, training, store, generator, pipeline) declares a
-dataclass. :func:`from_dict` builds one from a plain mapping, recursing into nested
-dataclass fields, and rejects unknown or mistyped keys with the dotted path of the
-offending field and the file it came from, so a typo in a YAML config fails loudly
-instead of being silently ignored.
+Every component (encoder, store, ingestion, generator, retrieval, training) declares a
+dataclass that checks its own values in ``__post_init__``, so an object that exists is
+valid, however it was made. :func:`from_dict` builds one from a plain mapping,
+recursing into nested dataclass fields, and rejects unknown or mistyped keys with the
+dotted path of the offending field and the file it came from
+(``configs/cpu.yaml: store.hnsw.m: ...``), so a typo in a YAML config fails loudly
+instead of being silently ignored. :func:`override` applies changes (command-line
+flags) through the same checks.
 """
 
 from __future__ import annotations
@@ -17,18 +20,31 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
+from .errors import ConfigError, locate
+
 T = TypeVar("T")
 
+__all__ = ["ConfigError", "at_least", "load_yaml", "from_dict", "from_yaml", "override", "to_dict"]
 
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type."""
+
+def at_least(obj: Any, minimum: int | float, *names: str) -> None:
+    """Check, in ``__post_init__``, that fields ``names`` of ``obj`` are ``>= minimum`` (``None`` passes).
+
+    Raises :class:`ConfigError` naming the first field that is not.
+    """
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < minimum:
+            raise ConfigError(f"must be >= {minimum}, got {value}", name)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from ``path`` with a clear error when it is missing or not a mapping."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        from .errors import MissingFileError
+
+        raise MissingFileError(path, "config file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:  # pragma: no cover - message passthrough
@@ -71,7 +87,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
-        return from_dict(tp, value, where=where)
+        return from_dict(tp, value, where=where, nested=True)
     if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -104,32 +120,34 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
+def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "", nested: bool = False) -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and bad types raise :class:`ConfigError`.
 
-    ``where`` prefixes error messages (e.g. ``"configs/cpu.yaml: generator"``).
+    ``where`` locates the data in error messages: a source (``"configs/cpu.yaml"``) or a
+    source and section (``"configs/cpu.yaml: generator"``), or with ``nested`` a bare section
+    path (``"generator.prompt"``); see :func:`ret2vqa.errors.locate`.
     """
     if not _is_dataclass_type(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
-    prefix = f"{where}." if where else ""
     if unknown:
         raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown field for {cls.__name__} (known: {', '.join(sorted(fields))})"
+            f"unknown field for {cls.__name__} (known: {', '.join(sorted(fields))})",
+            locate(where, str(unknown[0]), nested),
         )
+    missing = [f.name for f in fields.values() if f.name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+    if missing:
+        raise ConfigError("required", locate(where, missing[0], nested))
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(value, hints[name], f"{prefix}{name}")
+        kwargs[name] = _coerce(value, hints[name], locate(where, name, nested))
     try:
         return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
-    except ConfigError as exc:  # a cross-field check in __post_init__: say which file/section
-        if where and not str(exc).startswith(where):
-            raise ConfigError(f"{where}: {exc}") from exc
-        raise
+    except ConfigError as exc:  # a check in __post_init__: say which file and section
+        raise exc.within(where, nested) from None
 
 
 def from_yaml(cls: type[T], path: str | Path, section: str | None = None) -> T:
@@ -142,6 +160,45 @@ def from_yaml(cls: type[T], path: str | Path, section: str | None = None) -> T:
         data = data[section] or {}
         where = f"{path}: {section}"
     return from_dict(cls, data, where=where)
+
+
+def override(obj: T, changes: Mapping[str, Any], where: str = "", nested: bool = False) -> T:
+    """A copy of dataclass ``obj`` with ``changes`` applied and every check run again.
+
+    Keys are dotted paths (``{"store.path": "data/q", "encoder.device": "cpu"}``);
+    ``None`` values are skipped, so unset command-line flags change nothing. Values are
+    type-checked like YAML values, and errors name ``where`` (e.g. ``"--store"``) and the
+    field. Nested sections are replaced, not mutated: ``obj`` itself is left as it was.
+    """
+    grouped: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    for key, value in changes.items():
+        if value is None:
+            continue
+        head, _, rest = key.partition(".")
+        if rest:
+            grouped.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    if not grouped and not direct:
+        return obj
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj) if f.init}
+    updates: dict[str, Any] = {}
+    for name in [*direct, *grouped]:
+        if name not in names:
+            raise ConfigError(f"unknown field for {type(obj).__name__}", locate(where, name, nested))
+    for name, value in direct.items():
+        updates[name] = _coerce(value, hints[name], locate(where, name, nested))
+    for name, sub in grouped.items():
+        current = updates.get(name, getattr(obj, name))
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"{name} is not a section", locate(where, name, nested))
+        updates[name] = override(current, sub, locate(where, name, nested), nested=True)
+    try:
+        return dataclasses.replace(obj, **updates)
+    except ConfigError as exc:
+        raise exc.within(where, nested) from None
 
 
 def to_dict(obj: Any) -> Any:

@@ -17,11 +17,18 @@ import socket
 import urllib.parse
 from pathlib import Path
 
+from .errors import UserError
+
+#: Model names under this prefix are tiny randomly initialised models built in code (tests, benchmarks,
+#: ``ret2vqa demo --tiny``): ``tiny-random/clip`` (a ReT-2 or dual encoder on a tiny CLIP),
+#: ``tiny-random/qwen2_vl`` (a generator). Their ``revision`` is the random seed (``seed0``, the default).
+TINY_PREFIX = "tiny-random/"
+
 # Weight formats we never need: skipping them keeps first downloads small.
 _IGNORE_PATTERNS = ["*.msgpack", "*.h5", "*.ot", "*.onnx", "*.tflite", "*.mlmodel", "onnx/*", "openvino/*"]
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(UserError, RuntimeError):
     """A model is neither a local directory, nor cached, nor downloadable right now."""
 
     def __init__(self, name_or_path: str, revision: str | None, reason: str, config_field: str | None = None):
@@ -30,7 +37,9 @@ class ModelUnavailableError(RuntimeError):
         rev = f" --revision {revision}" if revision else ""
         field = f"`{config_field}`" if config_field else "the config's `name_or_path`"
         head = f"model '{name_or_path}'{f' (revision {revision})' if revision else ''} is not available: {reason}."
-        if looks_like_path(name_or_path):
+        if is_tiny_model(name_or_path):
+            how = ""
+        elif looks_like_path(name_or_path):
             how = f"\n  Point {field} at a directory that holds the model (a hub id also works)."
         else:
             how = (
@@ -41,6 +50,27 @@ class ModelUnavailableError(RuntimeError):
             )
         self.hint = how
         super().__init__(head + how)
+
+
+def is_tiny_model(name_or_path: str | None) -> bool:
+    """Whether ``name_or_path`` names a tiny random model (``tiny-random/<family>``)."""
+    return isinstance(name_or_path, str) and name_or_path.startswith(TINY_PREFIX)
+
+
+def tiny_model(name_or_path: str, revision: str | None = None, field: str = "name_or_path") -> tuple[str, int]:
+    """``("clip", 2)`` for ``tiny-random/clip`` at revision ``seed2`` (``None``: seed 0)."""
+    from .errors import ConfigError
+
+    family = name_or_path[len(TINY_PREFIX):]
+    if not is_tiny_model(name_or_path) or not family:
+        raise ConfigError(f"not a tiny model name: {name_or_path!r} (expected {TINY_PREFIX}<family>)", field)
+    if revision in (None, ""):
+        return family, 0
+    text = str(revision)
+    if not (text.startswith("seed") and text[4:].isdigit()):
+        raise ConfigError(f"the revision of a tiny random model is its seed, e.g. 'seed0', got {revision!r}",
+                          field.rsplit(".", 1)[0] + ".revision" if "." in field else "revision")
+    return family, int(text[4:])
 
 
 def is_offline() -> bool:
@@ -87,6 +117,10 @@ def resolve_model(name_or_path: str, revision: str | None = None, config_field: 
     """
     if not name_or_path:
         raise ModelUnavailableError(str(name_or_path), revision, "no model name or path was given", config_field)
+    if is_tiny_model(name_or_path):
+        raise ModelUnavailableError(
+            name_or_path, revision, "tiny random models are built in code, not loaded: open them through the "
+            "composition root (rag.components) or a `ret2vqa` command", config_field)
     local = cached_model_dir(name_or_path, revision)
     if local is not None:
         return local

@@ -13,31 +13,33 @@ from typing import Any
 def load_image(image: Any) -> Any | None:
     """Return an RGB ``PIL.Image`` for ``image`` (a PIL image, a path, a URL or base64 data), or ``None``.
 
-    A missing file raises :class:`FileNotFoundError` ("image file not found: PATH"); an
-    unreadable one :class:`ValueError` ("cannot read image PATH: ..."), instead of a
-    traceback from deep inside PIL.
+    A missing file raises :class:`~ret2vqa.errors.MissingFileError` ("image file not found:
+    PATH"); an unreadable one :class:`~ret2vqa.errors.ImageError` ("cannot read image PATH:
+    ..."), instead of a traceback from deep inside PIL.
     """
     if image is None:
         return None
     from PIL import Image, UnidentifiedImageError
+
+    from .errors import ImageError, MissingFileError
 
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
     if isinstance(image, Path) or (isinstance(image, str) and not image.startswith(("http://", "https://", "data:"))):
         path = Path(image).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"image file not found: {path}")
+            raise MissingFileError(path, "image file")
         try:
             with Image.open(path) as img:
                 img.load()
                 return img.convert("RGB")
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ValueError(f"cannot read image {path}: {exc}") from exc
+            raise ImageError(f"cannot read image {path}: {exc}") from exc
     if isinstance(image, str):
         from transformers.image_utils import load_image as hf_load_image
 
         try:
             return hf_load_image(image).convert("RGB")
         except Exception as exc:  # network errors, bad base64: one clear message
-            raise ValueError(f"cannot read image {image[:80]!r}: {type(exc).__name__}: {exc}") from exc
+            raise ImageError(f"cannot read image {image[:80]!r}: {type(exc).__name__}: {exc}") from exc
     raise TypeError(f"an image must be a PIL image, a path or a URL, got {type(image).__name__}")

@@ -19,18 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from .errors import MissingFileError, RowError
+
 logger = logging.getLogger(__name__)
 
-
-class RowError(ValueError):
-    """A malformed input row. ``str(err)`` starts with ``file:line``."""
-
-    def __init__(self, path: str | Path, line: int | None, message: str):
-        self.path = str(path)
-        self.line = line
-        self.message = message
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
+__all__ = ["RowError", "MalformedRows", "open_text", "iter_jsonl", "iter_csv", "require_fields", "write_jsonl"]
 
 
 @dataclass
@@ -75,7 +68,7 @@ def open_text(path: str | Path) -> IO[str]:
     """Open a text file for reading, transparently gunzipping ``*.gz``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
+        raise MissingFileError(path)
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8", newline="")

@@ -1,37 +1,43 @@
 """ReT-2: a recurrent multimodal retriever over a CLIP / SigLIP backbone.
 
 One shared encoder embeds queries and documents that may be text, image, or both
-into a single L2-normalised vector each (see ``shared/docs/retriever.md``).
+into a single L2-normalised vector each (see ``docs/retriever.md``).
 
 Typical use::
 
     from retriever import ReT2Encoder
     encoder = ReT2Encoder.from_pretrained("path/or/hub-id")
     vectors = encoder.encode([{"text": "a cat", "image": "cat.jpg"}])
+
+:class:`EncoderConfig` is the ``encoder:`` section of a pipeline config and
+:func:`load_encoder` loads it (a ReT-2 checkpoint, or the zero-shot CLIP / SigLIP
+baseline, :class:`retriever.baseline.DualEncoder`).
 """
 
-from .backbones import SUPPORTED_BACKBONES, BackboneSpec, backbone_spec
-from .configuration_ret2 import DEFAULT_QUERY_INSTRUCTION, ReT2Config
-from .encoder import ReT2Encoder
-from .modeling_ret2 import ReT2Cell, ReT2Model, ReT2Output
-from .processing_ret2 import ItemError, ReT2Processor, RetrievalItem, load_image
-from .tiny import build_tiny_encoder, build_tiny_model, build_tiny_processor
+from __future__ import annotations
 
-__all__ = [
-    "SUPPORTED_BACKBONES",
-    "BackboneSpec",
-    "backbone_spec",
-    "DEFAULT_QUERY_INSTRUCTION",
-    "ReT2Config",
-    "ReT2Encoder",
-    "ReT2Cell",
-    "ReT2Model",
-    "ReT2Output",
-    "ItemError",
-    "ReT2Processor",
-    "RetrievalItem",
-    "load_image",
-    "build_tiny_encoder",
-    "build_tiny_model",
-    "build_tiny_processor",
-]
+from ret2vqa.lazy import lazy_exports
+
+from .loading import EncoderConfig, load_encoder
+
+# Names that need torch / transformers load on first use, so that reading a config
+# (``from retriever import EncoderConfig``) and ``ret2vqa --help`` stay instant.
+_LAZY = {
+    "SUPPORTED_BACKBONES": "retriever.backbones",
+    "BackboneSpec": "retriever.backbones",
+    "backbone_spec": "retriever.backbones",
+    "DEFAULT_QUERY_INSTRUCTION": "retriever.configuration_ret2",
+    "ReT2Config": "retriever.configuration_ret2",
+    "ReT2Encoder": "retriever.encoder",
+    "ReT2Cell": "retriever.modeling_ret2",
+    "ReT2Model": "retriever.modeling_ret2",
+    "ReT2Output": "retriever.modeling_ret2",
+    "ItemError": "retriever.processing_ret2",
+    "ReT2Processor": "retriever.processing_ret2",
+    "RetrievalItem": "retriever.processing_ret2",
+    "load_image": "retriever.processing_ret2",
+}
+
+__all__ = ["EncoderConfig", "load_encoder", *_LAZY]
+
+__getattr__ = lazy_exports(__name__, _LAZY)

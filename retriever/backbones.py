@@ -17,6 +17,8 @@ from typing import Any
 from torch import nn
 from transformers import PretrainedConfig
 
+from ret2vqa.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -90,7 +92,7 @@ def backbone_spec(config: PretrainedConfig | dict[str, Any] | str) -> BackboneSp
     try:
         return _SPECS[model_type]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unsupported backbone model_type {model_type!r}: ReT-2 supports {', '.join(SUPPORTED_BACKBONES)} "
             "dual encoders (CLIPModel, SiglipModel, Siglip2Model)"
         ) from None

@@ -81,17 +81,3 @@ class DualEncoder(BaseEncoder):
 def _pooled(output: Any) -> torch.Tensor:
     """``get_*_features`` returns a tensor (transformers 4) or an output with ``pooler_output`` (5)."""
     return output if torch.is_tensor(output) else output.pooler_output
-
-
-def build_tiny_dual_encoder(backbone: str = "clip", seed: int = 0, device: str = "cpu") -> DualEncoder:
-    """A tiny random dual encoder (tests, offline runs); its vectors mean nothing."""
-    from .tiny import build_tiny_processor, tiny_backbone_config
-
-    config = tiny_backbone_config(backbone)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = backbone_spec(config).build(config)
-    processor = build_tiny_processor(backbone)
-    return DualEncoder(model, processor.tokenizer, processor.image_processor,
-                       name_or_path=f"tiny-random-dual-{backbone}", revision=f"seed{seed}", device=device,
-                       dtype="float32", max_text_length=processor.max_text_length)

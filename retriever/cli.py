@@ -27,18 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ret2vqa.config import from_dict, load_yaml
+    from rag.components import build_training_encoder  # a command may ask the composition root
+    from ret2vqa.config import from_yaml, override
 
     from .training import TrainingConfig, train
 
-    data = load_yaml(args.config)
-    overrides = {"output_dir": args.output_dir, "max_steps": args.max_steps, "batch_size": args.batch_size}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if args.no_resume:
-        data["resume"] = False
-    if args.strict:
-        data.setdefault("data", {})["strict"] = True
-    cfg = from_dict(TrainingConfig, data, where=str(args.config))
-    result = train(cfg)
+    cfg = override(from_yaml(TrainingConfig, args.config), {
+        "output_dir": args.output_dir, "max_steps": args.max_steps, "batch_size": args.batch_size,
+        "resume": False if args.no_resume else None, "data.strict": True if args.strict else None,
+    }, where="command line")
+    result = train(cfg, build_training_encoder(cfg.model, seed=cfg.seed))
     print(json.dumps(result, indent=2))
     return 0

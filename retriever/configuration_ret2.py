@@ -2,8 +2,8 @@
 
 What the paper fixes (shared encoder, three tapped layers per tower, a recurrent
 Transformer cell with LSTM-style gates, one normalised vector per item) is structure;
-every value the paper does not pin down is a field here, with the defaults chosen in
-``shared/docs/retriever.md`` (32 state tokens, heads = width / 64, MLP 4x, dropout 0.05,
+every value the paper does not pin down is a field here, with the defaults explained in
+``docs/retriever.md`` (32 state tokens, heads = width / 64, MLP 4x, dropout 0.05,
 mean pooling of the final state then a linear projection) and one deliberate change:
 the cell's width follows the backbone (see :func:`default_cell_width`) instead of being
 ReT-1's fixed 1024, so that on CLIP ViT-B/32 the cell stays a small fraction of the
@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
+
+from ret2vqa.errors import ConfigError
 
 from .backbones import backbone_spec
 
@@ -109,7 +111,7 @@ class ReT2Config(PretrainedConfig):
             backbone_config = dict(backbone_config)
             model_type = backbone_config.pop("model_type", None)
             if model_type is None:
-                raise ValueError("ReT2Config.backbone_config: the dict form needs a 'model_type' (e.g. 'clip')")
+                raise ConfigError("ReT2Config.backbone_config: the dict form needs a 'model_type' (e.g. 'clip')")
             backbone_config = AutoConfig.for_model(model_type, **backbone_config)
         self.backbone_config = backbone_config
         self.backbone_name_or_path = backbone_name_or_path
@@ -141,7 +143,7 @@ class ReT2Config(PretrainedConfig):
 
     def _validate(self) -> None:
         if self.activation not in ("gelu", "relu"):
-            raise ValueError(f"ReT2Config.activation must be 'gelu' or 'relu', got {self.activation!r}")
+            raise ConfigError(f"ReT2Config.activation must be 'gelu' or 'relu', got {self.activation!r}")
         spec = backbone_spec(self.backbone_config) if self.backbone_config is not None else None
         if self.hidden_size is None and spec is not None:
             self.hidden_size = default_cell_width(
@@ -154,13 +156,13 @@ class ReT2Config(PretrainedConfig):
         if self.embedding_dim is None:
             self.embedding_dim = min(MAX_DEFAULT_EMBEDDING_DIM, self.hidden_size)
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"ReT2Config.hidden_size ({self.hidden_size}) must be a multiple of "
                 f"num_attention_heads ({self.num_attention_heads})"
             )
         for name in ("num_state_tokens", "hidden_size", "embedding_dim"):
             if getattr(self, name) < 1:
-                raise ValueError(f"ReT2Config.{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"ReT2Config.{name} must be positive, got {getattr(self, name)}")
         if spec is None:
             return
         n_text = spec.num_text_layers(self.backbone_config)
@@ -174,7 +176,7 @@ class ReT2Config(PretrainedConfig):
             "vision_layers", self.vision_layers, n_vision, f"vision tower of '{spec.name}'"
         )
         if len(self.text_layers) != len(self.vision_layers):
-            raise ValueError(
+            raise ConfigError(
                 f"ReT2Config: text_layers {self.text_layers} and vision_layers {self.vision_layers} must have the "
                 "same length (the cell takes one step per text/vision layer pair)"
             )
@@ -191,14 +193,14 @@ def _normalise_layers(field: str, layers: list[int], num_layers: int, what: str)
     out = []
     for idx in layers:
         if not isinstance(idx, int) or isinstance(idx, bool):
-            raise ValueError(f"ReT2Config.{field}: layer indices must be integers, got {idx!r}")
+            raise ConfigError(f"ReT2Config.{field}: layer indices must be integers, got {idx!r}")
         real = idx + num_layers if idx < 0 else idx
         if not 0 <= real < num_layers:
-            raise ValueError(
+            raise ConfigError(
                 f"ReT2Config.{field}: layer {idx} does not exist; the {what} has {num_layers} blocks "
                 f"(valid indices 0..{num_layers - 1}, or -{num_layers}..-1)"
             )
         out.append(real)
     if not out:
-        raise ValueError(f"ReT2Config.{field}: at least one layer must be tapped")
+        raise ConfigError(f"ReT2Config.{field}: at least one layer must be tapped")
     return out

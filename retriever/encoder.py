@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ret2vqa.devices import resolve_device, resolve_dtype
+
 from .configuration_ret2 import ReT2Config
 from .modeling_ret2 import ReT2Model
 from .processing_ret2 import ImageLike, ItemError, ReT2Processor, RetrievalItem, load_image
@@ -46,25 +48,6 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``None``/``"auto"``: float32 on CPU, bfloat16 on GPUs that support it, else float16."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r} (use auto, float32, bfloat16 or float16)") from None
-
-
 class BaseEncoder:
     """Shared encoding machinery; subclasses provide ``_encode_batch`` and the model's identity."""
 
@@ -77,8 +60,8 @@ class BaseEncoder:
         dtype: str | torch.dtype | None = None,
         image_workers: int = 4,
     ):
-        self.device = torch.device(device) if device is not None else default_device()
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.device = resolve_device(device, "encoder.device")
+        self.dtype = resolve_dtype(dtype, self.device, "encoder.dtype")
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.name_or_path = name_or_path or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.revision = revision

@@ -18,13 +18,15 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, BatchEncoding
 
+from ret2vqa.errors import ConfigError, InputError
+
 from .backbones import BackboneSpec, backbone_spec
 
 ImageLike = Union[Image.Image, str, os.PathLike, None]
 PROCESSOR_FILE = "ret2_processor.json"
 
 
-class ItemError(ValueError):
+class ItemError(InputError):
     """An item that cannot be encoded; the message names the item's index."""
 
     def __init__(self, index: int, message: str):
@@ -108,7 +110,9 @@ class ReT2Processor:
         settings = json.loads(settings_path.read_text(encoding="utf-8")) if settings_path.is_file() else {}
         spec = spec or settings.get("backbone")
         if spec is None:
-            raise ValueError(f"{directory}: no {PROCESSOR_FILE}; pass the backbone type (spec=...)")
+            raise ConfigError(
+                f"{directory}: not a ReT-2 checkpoint (no {PROCESSOR_FILE}); pass the backbone type (spec=...)"
+            )
         max_len = max_text_length or settings.get("max_text_length")
         tokenizer = AutoTokenizer.from_pretrained(directory)
         image_processor = AutoImageProcessor.from_pretrained(directory)

@@ -37,7 +37,7 @@ def tiny_pipeline_config(store_dir, **retrieval):
     from rag.demo import DEMO_DIR
 
     return PipelineConfig.from_dict({
-        "encoder": {"name_or_path": "tiny", "tiny_backbone": "clip", "tiny_seed": 0, "device": "cpu"},
+        "encoder": {"name_or_path": "tiny-random/clip", "revision": "seed0", "device": "cpu"},
         "store": {"path": str(store_dir), "collection": "demo", "hnsw": {"m": 16, "ef_construct": 64, "hnsw_ef": 64}},
         "ingest": {"batch_size": 16, "image_root": str(DEMO_DIR)},
         "generator": {"model": "tiny-random/qwen2_vl", "dtype": "float32", "device_map": "cpu",
@@ -50,13 +50,11 @@ def tiny_pipeline_config(store_dir, **retrieval):
 def tiny_pipeline(tmp_path_factory):
     """The bundled demo KB indexed with the tiny encoder, opened as a :class:`rag.pipeline.Pipeline`."""
     from rag.demo import KB_FILE
-    from rag.ingest.config import IndexConfig
     from rag.ingest.indexer import build_index
     from rag.pipeline import Pipeline
 
     cfg = tiny_pipeline_config(tmp_path_factory.mktemp("demo-store"))
-    report = build_index(IndexConfig(encoder=cfg.encoder, store=cfg.store, ingest=cfg.ingest), KB_FILE, "jsonl",
-                         show_progress=False)
+    report = build_index(cfg, KB_FILE, "jsonl", show_progress=False)
     assert report.passages_total == 36 and report.malformed == 0
     with Pipeline.from_config(cfg) as pipe:
         yield pipe

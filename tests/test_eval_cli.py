@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import rag.cli
+
 from test_eval_bem import build_tiny_bem  # tests/ is on sys.path (pytest's rootdir conftest)
 
 

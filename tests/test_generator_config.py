@@ -8,7 +8,8 @@ import torch
 
 from generator import GeneratorConfig, MultimodalGenerator, PromptConfig, QuantizationUnavailableError
 from generator.loading import model_load_kwargs, quantization_config
-from generator.tiny import missing_requirements, save_tiny_checkpoint
+from rag.config import PipelineConfig
+from rag.tiny_models import missing_requirements, save_tiny_generator_checkpoint
 from ret2vqa.config import ConfigError, from_dict
 from ret2vqa.hub import ModelUnavailableError
 
@@ -17,7 +18,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "generator"
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_checkpoint("qwen2_vl", tmp_path_factory.mktemp("tiny-qwen2-vl"), seed=0)
+    return save_tiny_generator_checkpoint("qwen2_vl", tmp_path_factory.mktemp("tiny-qwen2-vl"), seed=0)
 
 
 # ------------------------------------------------------------------- dataclass
@@ -65,7 +66,7 @@ def test_yaml_with_a_typo_names_file_and_field(tmp_path):
 def test_example_configs_load_and_match_their_purpose():
     paths = sorted(CONFIGS.glob("*.yaml"))
     assert {p.name for p in paths} >= {"smolvlm-256m-cpu.yaml", "qwen2.5-vl-7b-4bit.yaml", "llava-onevision-qwen2-7b.yaml"}
-    configs = {p.name: GeneratorConfig.from_yaml(p) for p in paths}
+    configs = {p.name: PipelineConfig.from_yaml(p).generator for p in paths}  # generator sections of pipeline configs
     cpu = configs["smolvlm-256m-cpu.yaml"]
     assert (cpu.model, cpu.device_map, cpu.dtype, cpu.quantization) == (
         "HuggingFaceTB/SmolVLM-256M-Instruct", "cpu", "float32", None
@@ -129,7 +130,11 @@ def test_model_load_kwargs_for_device_maps():
         "low_cpu_mem_usage": True,
     }
     assert "device_map" not in model_load_kwargs(GeneratorConfig(model="x/y", device_map=None), None)
-    assert model_load_kwargs(GeneratorConfig(model="x/y"), None)["dtype"] == "auto"
+    # dtype auto means what it means for the encoder: float32 on the CPU (this machine), bfloat16 on a GPU
+    assert model_load_kwargs(GeneratorConfig(model="x/y", device_map="cpu"), None)["dtype"] == torch.float32
+    expected = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else \
+        (torch.float16 if torch.cuda.is_available() else torch.float32)
+    assert model_load_kwargs(GeneratorConfig(model="x/y"), None)["dtype"] == expected
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour of a machine without CUDA")
@@ -202,7 +207,7 @@ def test_yaml_config_to_answers(tiny_checkpoint, tmp_path, fixtures_dir):
 
 @pytest.mark.skipif(bool(missing_requirements("smolvlm")), reason="building the SmolVLM checkpoint needs num2words")
 def test_a_processor_needing_a_missing_package_says_which(tmp_path, monkeypatch):
-    directory = save_tiny_checkpoint("smolvlm", tmp_path / "smolvlm")
+    directory = save_tiny_generator_checkpoint("smolvlm", tmp_path / "smolvlm")
     import transformers.models.smolvlm.processing_smolvlm as smolvlm_processing
 
     monkeypatch.setattr(smolvlm_processing, "num2words", None)  # as on a machine without num2words

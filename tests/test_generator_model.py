@@ -19,23 +19,26 @@ from generator import (
     GeneratorConfig,
     MultimodalGenerator,
     Passage,
-    build_tiny_generator,
     postprocess_answer,
-    save_tiny_checkpoint,
 )
-from generator.tiny import TINY_FAMILIES, missing_requirements
+from rag.tiny_models import (
+    GENERATOR_FAMILIES,
+    build_tiny_generator,
+    missing_requirements,
+    save_tiny_generator_checkpoint,
+)
 
 PASSAGES = [
-    Passage("Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower in Paris, completed in 1889."),
-    Passage("Colosseum", "The Colosseum is an elliptical amphitheatre in the centre of Rome, Italy. " * 4),
-    Passage("Cat", "The domestic cat is a small carnivorous mammal."),
+    Passage(title="Eiffel Tower", text="The Eiffel Tower is a wrought-iron lattice tower in Paris, completed in 1889."),
+    Passage(title="Colosseum", text="The Colosseum is an elliptical amphitheatre in the centre of Rome, Italy. " * 4),
+    Passage(title="Cat", text="The domestic cat is a small carnivorous mammal."),
 ]
 
 
 def families():
     return [
         pytest.param(f, marks=pytest.mark.skipif(bool(missing_requirements(f)), reason=f"{f} needs {missing_requirements(f)}"))
-        for f in TINY_FAMILIES
+        for f in GENERATOR_FAMILIES
     ]
 
 
@@ -80,7 +83,7 @@ def test_family_generates_and_batching_does_not_change_answers(family, images, t
     assert "Context:" not in batched[4].prompt
 
     # the same model saved and loaded through AutoProcessor / AutoModelForImageTextToText answers the same
-    directory = save_tiny_checkpoint(family, tmp_path / family, seed=0)
+    directory = save_tiny_generator_checkpoint(family, tmp_path / family, seed=0)
     loaded = MultimodalGenerator.from_config(
         GeneratorConfig(model=str(directory), dtype="float32", device_map="cpu", max_new_tokens=8, context_token_budget=160)
     )

@@ -15,7 +15,8 @@ import pytest
 
 from rag.cli import index as index_cli
 from rag.cli import search as search_cli
-from rag.ingest import build_index, load_index_config, make_reader
+from rag.config import PipelineConfig
+from rag.ingest import build_index, make_reader
 from rag.store import StoreConfig, open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ WIKI = FIXTURES / "kb" / "wiki_kb.jsonl"
 
 def write_config(path: Path, store: Path, batch_size: int = 32, seed: int = 0) -> Path:
     path.write_text(
-        f"encoder: {{name_or_path: tiny, tiny_seed: {seed}, batch_size: 32, device: cpu}}\n"
+        f"encoder: {{name_or_path: tiny-random/clip, revision: seed{seed}, batch_size: 32, device: cpu}}\n"
         f"store: {{path: {store}, collection: kb, hnsw: {{m: 16, ef_construct: 64}}}}\n"
         f"ingest: {{batch_size: {batch_size}, chunk_tokens: 16}}\n"
     )
@@ -56,8 +57,8 @@ def test_index_info_shows_count_encoder_dimension_config_and_progress(cli_store,
     root, config = cli_store
     assert index_cli.main(["info", "--store", str(root / "qdrant"), "--collection", "kb", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["count"] == 191 and info["metadata"]["encoder_name"] == "tiny-random-ret2-clip"
-    assert info["metadata"]["encoder_loader"] == {"type": "ret2", "tiny": True, "tiny_backbone": "clip", "tiny_seed": 0}
+    assert info["count"] == 191 and info["metadata"]["encoder_name"] == "tiny-random/clip"
+    assert info["metadata"]["encoder_loader"] == {"type": "ret2", "name_or_path": "tiny-random/clip", "revision": "seed0"}
     assert info["metadata"]["config"]["store"]["hnsw"]["m"] == 16
     assert sorted(s["passages"] for s in info["ingest"].values()) == [50, 141]
     assert index_cli.main(["info", "--config", str(config)]) == 0
@@ -67,7 +68,7 @@ def test_index_info_shows_count_encoder_dimension_config_and_progress(cli_store,
 
 def test_search_ranks_a_passage_first_for_its_own_text_as_table_and_json(cli_store, capsys):
     root, config = cli_store
-    passages = [p for p, _ in make_reader("infoseek", WIKI, load_index_config(config).ingest).passages()]
+    passages = [p for p, _ in make_reader("infoseek", WIKI, PipelineConfig.from_yaml(config).ingest).passages()]
     target = passages[20]
     # No --config: the encoder is rebuilt from the collection metadata.
     args = ["--store", str(root / "qdrant"), "--collection", "kb", "--text", target.text, "--instruction", "", "-k", "3"]
@@ -89,11 +90,11 @@ def test_cli_errors_are_one_line_with_exit_status_2(cli_store, tmp_path, capsys)
     root, _ = cli_store
     other = write_config(tmp_path / "other.yaml", root / "qdrant", seed=1)  # another encoder, same collection
     assert index_cli.main(["build", "--config", str(other), "--kb", str(EVQA), "--format", "evqa", "--no-progress"]) == 2
-    assert "was built with encoder 'tiny-random-ret2-clip'" in capsys.readouterr().err
+    assert "was built with encoder 'tiny-random/clip'" in capsys.readouterr().err
     assert search_cli.main(["--config", str(other), "--text", "x"]) == 2
     assert "fingerprint mismatch" in capsys.readouterr().err
     assert search_cli.main(["--store", str(root / "qdrant"), "--collection", "nope", "--text", "x"]) == 2
-    assert "no collection 'nope'" in capsys.readouterr().err
+    assert "no embedded collection 'nope'" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": \n')
     strict_cfg = write_config(tmp_path / "strict.yaml", tmp_path / "strict")
@@ -139,12 +140,11 @@ def test_build_killed_with_sigkill_resumes_without_losing_or_duplicating(tmp_pat
     saved = next(iter(json.loads(state.read_text()).values()))
     assert 40 <= saved["passages"] < 400 and not saved["complete"]
 
-    loaded = load_index_config(config)
+    loaded = PipelineConfig.from_yaml(config)
     resumed = build_index(loaded, kb, "jsonl", show_progress=False)
     assert resumed.resumed_from == saved["passages"] and resumed.passages_total == 400 and resumed.complete
 
-    reference = load_index_config(config)
-    reference.store.path = str(tmp_path / "reference")
+    reference = PipelineConfig.from_yaml(config).override({"store.path": str(tmp_path / "reference")})
     build_index(reference, kb, "jsonl", show_progress=False)
     ids = [f"p{i}" for i in range(400)]
     count, vectors = vectors_of(tmp_path / "killed", ids)
@@ -166,7 +166,7 @@ def test_two_process_launch_matches_a_single_process_build(tmp_path, cli_store):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["processes"] == 2 and report["passages_total"] == 141 and report["collection_count"] == 141
     assert result.stdout.count("indexed 141 passages") == 1  # only the main process reports
-    ids = [p.id for p, _ in make_reader("infoseek", WIKI, load_index_config(config).ingest).passages()]
+    ids = [p.id for p, _ in make_reader("infoseek", WIKI, PipelineConfig.from_yaml(config).ingest).passages()]
     _, dist = vectors_of(tmp_path / "dist", ids)
     _, single = vectors_of(root / "qdrant", ids)
     for pid in ids:

@@ -10,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ret2vqa.io import RowError
-from rag.ingest import STATE_NAME, EncoderSettings, IndexConfig, IngestConfig, build_index, make_reader
+from rag.config import PipelineConfig
+from rag.ingest import STATE_NAME, IngestConfig, build_index, make_reader
 from rag.store import CollectionMismatchError, StoreConfig, open_store
+from rag.tiny_models import build_tiny_encoder
+from ret2vqa.io import RowError
+from retriever import EncoderConfig
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EVQA = FIXTURES / "kb" / "evqa_kb.json"
@@ -21,33 +24,32 @@ WIKI = FIXTURES / "kb" / "wiki_kb.jsonl"
 
 @pytest.fixture(scope="module")
 def encoder():
-    from retriever import build_tiny_encoder
-
     return build_tiny_encoder("clip", seed=0)
 
 
-def make_config(root: Path, collection: str = "kb", **ingest) -> IndexConfig:
-    return IndexConfig(
-        encoder=EncoderSettings(name_or_path="tiny", batch_size=32),
+def make_config(root: Path, collection: str = "kb", **ingest) -> PipelineConfig:
+    return PipelineConfig(
+        encoder=EncoderConfig(name_or_path="tiny-random/clip", batch_size=32),
         store=StoreConfig(path=str(root), collection=collection),
         ingest=IngestConfig(**{"batch_size": 32, "chunk_tokens": 16, **ingest}),
-    ).validate()
+        generator=None,
+    )
 
 
-def build_both(config: IndexConfig, encoder, **kwargs):
+def build_both(config: PipelineConfig, encoder, **kwargs):
     evqa = build_index(config, EVQA, "evqa", encoder=encoder, show_progress=False, **kwargs)
     wiki = build_index(config, WIKI, "infoseek", encoder=encoder, show_progress=False, **kwargs)
     return evqa, wiki
 
 
-def all_passages(config: IndexConfig):
+def all_passages(config: PipelineConfig):
     out = []
     for fmt, path in (("evqa", EVQA), ("infoseek", WIKI)):
         out.extend(p for p, _ in make_reader(fmt, path, config.ingest).passages())
     return out
 
 
-def snapshot(config: IndexConfig, ids: list[str]):
+def snapshot(config: PipelineConfig, ids: list[str]):
     with open_store(config.store) as store:
         records = store.retrieve(ids, with_vectors=True)
         return store.count(), {r.id: (r.vector, r.payload) for r in records}
@@ -162,8 +164,6 @@ def test_limit_then_continue(tmp_path, encoder):
 
 
 def test_another_encoder_or_dimension_is_refused(tmp_path, encoder):
-    from retriever import build_tiny_encoder
-
     config = make_config(tmp_path)
     build_index(config, EVQA, "evqa", encoder=encoder, show_progress=False, limit=5)
     other_seed = build_tiny_encoder("clip", seed=1)
@@ -219,7 +219,7 @@ def test_server_backend_local_mode_end_to_end(tmp_path, encoder):
 
     client = QdrantClient(":memory:")
     config = make_config(tmp_path)
-    config.store = StoreConfig(backend="server", url=":memory:", collection="kb").validate()
+    config = config.override({"store.backend": "server", "store.url": ":memory:"})
     with pytest.raises(RuntimeError, match="simulated crash"):
         build_index(config, EVQA, "evqa", encoder=FailingEncoder(encoder, 2), show_progress=False,
                     store_kwargs={"client": client})
@@ -250,16 +250,18 @@ def test_counts_of_malformed_rows_survive_an_interruption_exactly(tmp_path, enco
 
 
 def test_zero_shot_dual_encoder_builds_and_is_reloaded_from_the_collection_metadata(tmp_path):
-    from rag.ingest import load_encoder, settings_from_metadata
+    from rag.components import open_collection
 
-    config = make_config(tmp_path)
-    config.encoder = EncoderSettings(name_or_path="tiny", type="dual_encoder", tiny_seed=2)
+    config = make_config(tmp_path).override({"encoder.name_or_path": "tiny-random/clip", "encoder.revision": "seed2",
+                                             "encoder.type": "dual_encoder"})
     report = build_index(config, EVQA, "evqa", show_progress=False)
     assert report.passages_total == 50
-    with open_store(config.store) as store:
-        settings = settings_from_metadata(store.metadata)
-        assert (settings.type, settings.tiny_seed) == ("dual_encoder", 2)
-        encoder = load_encoder(settings)
+    # a config that names no encoder gets the one the collection records
+    store, encoder = open_collection(config.override({"encoder.name_or_path": ""}))
+    with store:
+        assert store.metadata.encoder_loader == {"type": "dual_encoder", "name_or_path": "tiny-random/clip",
+                                                 "revision": "seed2"}
+        assert type(encoder).__name__ == "DualEncoder" and encoder.revision == "seed2"
         target = all_passages(config)[11]
         hits = store.search(encoder.encode_documents([target.text])[0], k=1)
         assert hits[0].id == target.id

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rag.config import PipelineConfig
+from rag.ingest import IngestConfig, Position, chunk_words, make_reader, split_sentences
 from ret2vqa.config import ConfigError
 from ret2vqa.io import MalformedRows, RowError
-from rag.ingest import IngestConfig, Position, chunk_words, load_index_config, make_reader, split_sentences
 
 KB = Path(__file__).resolve().parent / "fixtures" / "kb"
 EVQA = KB / "evqa_kb.json"
@@ -153,37 +154,41 @@ def test_m2kr_and_generic_jsonl_readers(tmp_path):
 
 
 def test_unknown_format_and_missing_file():
-    with pytest.raises(ValueError, match="unknown KB format"):
+    from ret2vqa.errors import MissingFileError
+
+    with pytest.raises(ConfigError, match="unknown KB format"):
         make_reader("csv", WIKI, IngestConfig())
-    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+    with pytest.raises(MissingFileError, match="nope.jsonl"):
         make_reader("jsonl", KB / "nope.jsonl", IngestConfig())
 
 
 def test_index_config_yaml_sections_and_field_errors(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(
-        "encoder: {name_or_path: tiny, batch_size: 8}\n"
+        "encoder: {name_or_path: tiny-random/clip, batch_size: 8}\n"
         "store: {path: /x, collection: c, hnsw: {m: 8, ef_construct: 32}}\n"
         "ingest: {batch_size: 4}\n"
-        "generator: {anything: 1}\n"
+        "generator: {model: tiny-random/qwen2_vl}\n"
     )
-    config = load_index_config(path).validate()
-    assert config.encoder.is_tiny and config.store.hnsw.m == 8 and config.ingest.batch_size == 4
-    path.write_text("store: {hnsw: {mm: 8}}\n")
-    with pytest.raises(ConfigError, match=r"store\.hnsw\.mm: unknown field"):
-        load_index_config(path)
-    path.write_text("ingest: {batch_size: many}\n")
-    with pytest.raises(ConfigError, match=r"ingest\.batch_size: expected an integer"):
-        load_index_config(path)
-    path.write_text("store: {backend: server}\n")
-    with pytest.raises(ConfigError, match="store.url: required"):
-        load_index_config(path).store.validate()
-    with pytest.raises(ConfigError, match="encoder.name_or_path: required"):
-        load_index_config(None).validate()
+    config = PipelineConfig.from_yaml(path)
+    assert config.encoder.given and config.store.hnsw.m == 8 and config.ingest.batch_size == 4
+    # every section is checked when read, by every command: unknown keys, types and values
+    for text, message in [
+        ("store: {hnsw: {mm: 8}}\n", r"c\.yaml: store\.hnsw\.mm: unknown field"),
+        ("ingest: {batch_size: many}\n", r"c\.yaml: ingest\.batch_size: expected an integer"),
+        ("store: {backend: server}\n", r"c\.yaml: store\.url: required"),
+        ("store: {hnsw: {m: 2}}\n", r"c\.yaml: store\.hnsw\.m: must be >= 4"),
+        ("generator: {anything: 1}\n", r"c\.yaml: generator\.anything: unknown field"),
+        ("encoder: {name_or_path: tiny}\n", r"c\.yaml: encoder\.name_or_path: 'tiny' is spelled 'tiny-random/clip'"),
+        ("stor: {path: x}\n", r"c\.yaml: stor: unknown section"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            PipelineConfig.from_yaml(path)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_example_index_configs_are_valid(name):
-    config = load_index_config(CONFIGS / name).validate()
+    config = PipelineConfig.from_yaml(CONFIGS / name)
     assert config.encoder.name_or_path
     assert Position(1, 0) < Position(1, 1) < Position(2, 0)

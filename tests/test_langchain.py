@@ -50,7 +50,7 @@ def test_answer_chain_invoke_and_batch(retriever, tiny_pipeline):
     both = chain.batch(inputs)
     assert [r["answer"] for r in both] == [chain.invoke(i)["answer"] for i in inputs]
     # the same answers as the pipeline itself
-    direct = tiny_pipeline.answer(inputs[0]["image"], inputs[0]["question"], k=4)
+    direct = tiny_pipeline.answer(inputs[0]["question"], inputs[0]["image"], k=4)
     assert one["answer"] == direct.answer
 
 

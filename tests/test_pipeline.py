@@ -1,6 +1,5 @@
 """The RAG pipeline end to end: tiny encoder + embedded Qdrant Edge store + tiny generator."""
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -25,7 +24,7 @@ def test_answer_returns_string_sources_and_timings(pipeline):
     row = next(r for r in demo_rows() if r["id"] == "eileen-collins")
     image = DEMO_DIR / row["image"]
     # the query is exactly the document (same text, same image, no instruction): it must rank first
-    result = pipeline.answer(str(image), row["text"])
+    result = pipeline.answer(row["text"], str(image))
     assert isinstance(result.answer, str)
     assert [p.id for p in result.passages][0] == "eileen-collins"
     assert result.passages[0].score == pytest.approx(1.0, abs=1e-4)
@@ -40,7 +39,7 @@ def test_answer_returns_string_sources_and_timings(pipeline):
 
 
 def test_prompt_holds_passages_in_rank_order(pipeline):
-    result = pipeline.answer(Image.open(DEMO_DIR / "images" / "coffee.jpg"), "Where did this drink originate?")
+    result = pipeline.answer("Where did this drink originate?", Image.open(DEMO_DIR / "images" / "coffee.jpg"))
     titles = [p.title for p in result.passages]
     positions = [result.prompt.find(f"{t}:") for t in titles[: result.passages_used]]
     assert result.passages_used >= 1
@@ -49,7 +48,7 @@ def test_prompt_holds_passages_in_rank_order(pipeline):
 
 
 def test_zero_shot_skips_retrieval(pipeline):
-    result = pipeline.answer(str(DEMO_DIR / "images" / "horse.jpg"), "What animal is this?", k=0)
+    result = pipeline.answer("What animal is this?", str(DEMO_DIR / "images" / "horse.jpg"), k=0)
     assert result.passages == [] and result.passages_used == 0
     assert "Context:" not in result.prompt and isinstance(result.answer, str)
 
@@ -59,7 +58,7 @@ def test_batch_matches_single(pipeline):
                {"question": "Who is this?", "image": str(DEMO_DIR / "images" / "astronaut.jpg")},
                "Which tower was built for the 1889 World's Fair?"]
     batch = pipeline.answer_batch(queries)
-    singles = [pipeline.answer(Query.coerce(q).image, Query.coerce(q).question) for q in queries]
+    singles = [pipeline.answer(Query.coerce(q).question, Query.coerce(q).image) for q in queries]
     assert [a.answer for a in batch] == [a.answer for a in singles]
     assert [[p.id for p in a.passages] for a in batch] == [[p.id for p in a.passages] for a in singles]
 
@@ -72,8 +71,7 @@ def test_filter_restricts_results(pipeline):
 def test_mismatched_encoder_is_refused(tmp_path, pipeline):
     from rag.store import CollectionMismatchError
 
-    cfg = tiny_config(pipeline.config.store.path)
-    cfg.encoder.tiny_seed = 1  # different weights, same architecture and dimension
+    cfg = tiny_config(pipeline.config.store.path).override({"encoder.revision": "seed1"})  # other weights, same shape
     with pytest.raises(CollectionMismatchError, match="fingerprint"):
         Pipeline.from_config(cfg, load_generator=False)
 
@@ -81,4 +79,4 @@ def test_mismatched_encoder_is_refused(tmp_path, pipeline):
 def test_query_validation():
     with pytest.raises(ValueError, match="non-empty 'question'"):
         Query.coerce({"image": "x.jpg"})
-    assert Query.coerce(("img.jpg", "Why?")) == Query("Why?", "img.jpg")
+    assert Query.coerce(("Why?", "img.jpg")) == Query("Why?", "img.jpg")  # (question, image), as everywhere

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retriever.baseline import DualEncoder, build_tiny_dual_encoder
+from rag.tiny_models import build_tiny_dual_encoder
+from retriever.baseline import DualEncoder
 
 
 def image(seed):

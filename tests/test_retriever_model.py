@@ -5,17 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from retriever import (
-    ItemError,
-    ReT2Config,
-    ReT2Encoder,
-    ReT2Model,
-    RetrievalItem,
-    build_tiny_encoder,
-    build_tiny_model,
-)
+from rag.tiny_models import build_tiny_encoder, build_tiny_ret2_model, tiny_backbone_config
+from retriever import ItemError, ReT2Config, ReT2Encoder, ReT2Model, RetrievalItem
 from retriever.modeling_ret2 import enable_activation_checkpointing
-from retriever.tiny import tiny_backbone_config
 
 BACKBONES = ["clip", "siglip", "siglip2"]
 
@@ -107,7 +99,7 @@ def test_cell_gates_zero_for_missing_modality():
     """The gate equations: with image_mask = 0 the image input gate and forget term vanish."""
     from retriever.modeling_ret2 import ModalityTokens
 
-    model = build_tiny_model("clip", seed=5).eval()
+    model = build_tiny_ret2_model("clip", seed=5).eval()
     batch, width = 3, model.config.hidden_size
     state = model.ret_cell.initial_state(batch).clone()
     text = ModalityTokens(torch.randn(batch, 4, width), None, None)
@@ -240,7 +232,7 @@ def test_fingerprint_is_the_same_for_a_hub_style_snapshot_and_a_copy(tmp_path):
 
 
 def reference_embeddings(model: ReT2Model, inputs: dict) -> torch.Tensor:
-    """The cell equations of shared/docs/retriever.md, written plainly on the model's own weights.
+    """The cell equations of docs/retriever.md, written plainly on the model's own weights.
 
     Every hidden state is computed with ``output_hidden_states``, every attention is a plain
     ``nn.MultiheadAttention`` call on the whole batch (masked modalities included, then

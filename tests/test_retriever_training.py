@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from rag.components import build_training_encoder
 from ret2vqa.io import MalformedRows, RowError
 from retriever import ReT2Encoder
 from retriever.training import (
@@ -33,9 +34,14 @@ def make_config(out, train_file, val_file=None, **kw):
     defaults = dict(batch_size=24, max_steps=150, warmup_steps=10, learning_rate=1e-3,
                     backbone_learning_rate=1e-3, save_every=1000, log_every=10)
     defaults.update(kw)
-    return TrainingConfig(output_dir=str(out), model=ModelInitConfig(tiny="clip"),
+    return TrainingConfig(output_dir=str(out), model=ModelInitConfig(backbone="tiny-random/clip"),
                           data=DataConfig(train_file=str(train_file), val_file=str(val_file) if val_file else None,
                                           num_workers=0), **defaults)
+
+
+def new_trainer(cfg, cls=Trainer):
+    """A trainer from the encoder the composition root builds for ``cfg`` (as ``ret2vqa train`` does)."""
+    return cls(cfg, build_training_encoder(cfg.model, seed=cfg.seed))
 
 
 def test_multi_positive_nce_matches_hand_computation():
@@ -64,7 +70,7 @@ def test_contrastive_loss_is_symmetric_and_uses_entity_positives():
 
 def test_short_training_run_learns_the_synthetic_task(tmp_path, shapes):
     train_file, val_file = shapes
-    trainer = Trainer(make_config(tmp_path / "run", train_file, val_file))
+    trainer = new_trainer(make_config(tmp_path / "run", train_file, val_file))
     before = _recall(trainer)
     result = trainer.train()
     losses = [h["loss"] for h in trainer.history]
@@ -98,7 +104,7 @@ class _Interrupt(Exception):
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, shapes):
     train_file, _ = shapes
     kw = dict(max_steps=24, save_every=8, batch_size=16)
-    straight = Trainer(make_config(tmp_path / "a", train_file, **kw))
+    straight = new_trainer(make_config(tmp_path / "a", train_file, **kw))
     straight.train()
 
     class Crashing(Trainer):
@@ -109,8 +115,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, shapes):
             return path
 
     with pytest.raises(_Interrupt):
-        Crashing(make_config(tmp_path / "b", train_file, **kw)).train()
-    resumed = Trainer(make_config(tmp_path / "b", train_file, **kw))
+        new_trainer(make_config(tmp_path / "b", train_file, **kw), Crashing).train()
+    resumed = new_trainer(make_config(tmp_path / "b", train_file, **kw))
     result = resumed.train()
     assert result["resumed"] is True and result["global_step"] == 24
     a = straight.accelerator.unwrap_model(straight.model).state_dict()
@@ -175,11 +181,19 @@ def test_read_m2kr_layout(tmp_path):
 def test_config_errors_name_the_field(tmp_path):
     from ret2vqa.config import ConfigError, from_dict
 
-    with pytest.raises(ConfigError, match="exactly one of from_pretrained, backbone or tiny"):
-        ModelInitConfig(tiny="clip", backbone="openai/clip-vit-base-patch32")
-    with pytest.raises(ConfigError, match=r"cfg\.yaml\.data\.batch: unknown field for DataConfig"):
-        from_dict(TrainingConfig, {"output_dir": "x", "model": {"tiny": "clip"},
+    with pytest.raises(ConfigError, match="exactly one of from_pretrained or backbone"):
+        ModelInitConfig(from_pretrained="runs/x/final", backbone="openai/clip-vit-base-patch32")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: data\.batch: unknown field for DataConfig"):
+        from_dict(TrainingConfig, {"output_dir": "x", "model": {"backbone": "tiny-random/clip"},
                                    "data": {"train_file": "t", "batch": 3}}, where="cfg.yaml")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: max_steps: must be >= 1"):
+        from_dict(TrainingConfig, {"output_dir": "x", "model": {"backbone": "tiny-random/clip"},
+                                   "data": {"train_file": "t"}, "max_steps": 0}, where="cfg.yaml")
+    # a tiny backbone is built by the composition root; the trainer alone says so instead of looking it up
+    from ret2vqa.hub import ModelUnavailableError
+
+    with pytest.raises(ModelUnavailableError, match="tiny random models are built in code"):
+        Trainer(make_config(tmp_path / "t", tmp_path / "t.jsonl"))
 
 
 def test_train_cli(tmp_path, shapes, capsys):
@@ -188,7 +202,7 @@ def test_train_cli(tmp_path, shapes, capsys):
     train_file, val_file = shapes
     config = {
         "output_dir": str(tmp_path / "cli-run"),
-        "model": {"tiny": "siglip", "cell": {"num_state_tokens": 4}},
+        "model": {"backbone": "tiny-random/siglip", "cell": {"num_state_tokens": 4}},
         "data": {"train_file": str(train_file), "val_file": str(val_file), "num_workers": 0},
         "batch_size": 12, "max_steps": 6, "warmup_steps": 2, "save_every": 3, "log_every": 2,
     }

@@ -7,6 +7,9 @@ temporary directory and against ``QdrantClient(":memory:")``.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 
 import numpy as np
@@ -22,6 +25,7 @@ from rag.store import (
     QuantizationSettings,
     StoreConfig,
     StoreError,
+    StoreLockedError,
     open_store,
     parse_filter,
     point_id,
@@ -91,7 +95,7 @@ def test_upsert_search_retrieve_payload_round_trip(backend):
         hits = store.search(vectors[7], k=5)
         assert hits[0].id == "doc-7" and hits[0].score == pytest.approx(1.0, abs=1e-5)
         assert hits[0].payload == {**payloads[7], "passage_id": "doc-7"}
-        assert hits[0].point_id == point_id("doc-7")
+        assert hits[0].text == payloads[7].get("text", "") and hits[0].vector is None
         exact = np.argsort(-(vectors @ vectors[7]))[:5]
         assert [h.id for h in hits] == [ids[i] for i in exact]
         records = store.retrieve(["doc-3", "missing", "doc-1"], with_vectors=True)
@@ -198,10 +202,30 @@ def test_edge_collection_persists_on_disk_and_records_its_metadata(tmp_path):
     with open_store(config) as store:  # no expectation: just open
         assert store.count() == 30 and store.metadata.encoder_revision == "r1"
         assert store.search(vectors[4], k=1)[0].id == "p4"
-        with pytest.raises(StoreError, match="in use"):
+        with pytest.raises(StoreLockedError, match=rf"already open in this process \(pid {os.getpid()}\)"):
             open_store(config)
         peek = EdgeStore.peek(config)
         assert peek["metadata"]["dim"] == DIM and peek["count"] is None
+
+
+def test_a_collection_open_in_another_process_raises_the_locked_error_naming_it(tmp_path):
+    config = StoreConfig(path=str(tmp_path), collection="kb")
+    open_store(config, expect=META, create=True).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom rag.store import StoreConfig, open_store\n"
+         f"store = open_store(StoreConfig(path={str(tmp_path)!r}, collection='kb'))\n"
+         "print('open', flush=True)\nsys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreLockedError) as err:
+            open_store(config)
+        assert err.value.holder_pid == holder.pid and isinstance(err.value, StoreError)
+        assert f"in use by another process (pid {holder.pid})" in str(err.value)
+    finally:
+        holder.communicate("", timeout=30)
+    with open_store(config) as store:  # released when the holder ends
+        assert store.count() == 0
 
 
 def test_edge_hnsw_and_scalar_quantization_keep_recall(tmp_path):

@@ -29,6 +29,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+from ret2vqa.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 N_SPECIAL_TOKENS = 4  # [CLS] + 3 x [SEP]
@@ -102,16 +104,16 @@ class TransformersBEM:
         self.tokenizer = AutoTokenizer.from_pretrained(local_dir)
         self.model = AutoModelForSequenceClassification.from_pretrained(local_dir)
         if self.model.config.num_labels != 2:
-            raise ValueError(
+            raise ConfigError(
                 f"BEM model '{config.name_or_path}' has {self.model.config.num_labels} labels; "
                 "an answer-equivalence model must have 2 (not equivalent, equivalent)"
             )
         if self.tokenizer.cls_token_id is None or self.tokenizer.sep_token_id is None:
-            raise ValueError(
+            raise ConfigError(
                 f"BEM tokenizer of '{config.name_or_path}' has no [CLS]/[SEP] tokens; a BERT-style tokenizer is required"
             )
         if config.max_length < N_SPECIAL_TOKENS + 3:
-            raise ValueError(f"BEMConfig.max_length must be at least {N_SPECIAL_TOKENS + 3}, got {config.max_length}")
+            raise ConfigError(f"BEMConfig.max_length must be at least {N_SPECIAL_TOKENS + 3}, got {config.max_length}")
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.device = torch.device(device)
         self.model.to(self.device).eval()

@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ret2vqa.errors import InputError, MissingFileError
+
 from .data import EVQAQuestion
 
 
@@ -31,14 +33,14 @@ def load_inaturalist_id2name(path: str | Path) -> dict[str, str]:
     """``{image_id: file_name}`` from an id→name JSON or a COCO-style iNat annotation file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"iNaturalist id-to-file mapping not found: {path}")
+        raise MissingFileError(path, "iNaturalist id-to-file mapping")
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
     if isinstance(data, dict) and isinstance(data.get("images"), list):
         return {str(img["id"]): str(img["file_name"]) for img in data["images"]}
     if isinstance(data, dict):
         return {str(k): str(v) for k, v in data.items()}
-    raise ValueError(f"{path}: expected an {{id: file_name}} object or a COCO file with an 'images' list")
+    raise InputError(f"{path}: expected an {{id: file_name}} object or a COCO file with an 'images' list")
 
 
 @dataclass

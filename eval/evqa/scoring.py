@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
+from ret2vqa.errors import InputError
+
 from .bem import AnswerEquivalenceScorer, BEMExample
 from .data import EVQAQuestion
 from .metric import QUESTION_TYPES, bem_reference, exact_match
@@ -104,7 +106,7 @@ def _as_prediction_map(predictions: Mapping[int, str] | Iterable[Mapping[str, An
     for row in predictions:
         qid = row["question_id"]
         if qid in out:
-            raise ValueError(f"duplicate prediction for question_id {qid!r}")
+            raise InputError(f"duplicate prediction for question_id {qid!r}")
         out[qid] = row["prediction"]
     return out
 
@@ -135,20 +137,20 @@ def score_predictions(
     for qid, prediction in preds.items():
         if qid in by_id:
             if not isinstance(prediction, str):
-                raise ValueError(f"prediction for question_id {qid} must be a string, got {prediction!r}")
+                raise InputError(f"prediction for question_id {qid} must be a string, got {prediction!r}")
         elif qid in skipped_ids:
             n_skipped += 1
         else:
             unknown.append(qid)
     if unknown:
         shown = ", ".join(repr(u) for u in sorted(unknown, key=str)[:5])
-        raise ValueError(
+        raise InputError(
             f"{len(unknown)} prediction(s) have a question_id that is not a row of the reference "
             f"(valid: 0..{len(rows) - 1}): {shown}{' ...' if len(unknown) > 5 else ''}"
         )
     for q in by_id.values():
         if q.question_type not in QUESTION_TYPES:
-            raise ValueError(
+            raise InputError(
                 f"{_where(q)}: unknown question type {q.question_type!r}; valid options are {list(QUESTION_TYPES)}"
             )
 
@@ -168,13 +170,13 @@ def score_predictions(
         try:
             matched = any([exact_match(ref, candidate, q.question_type) for ref in q.answers])
         except ValueError as exc:
-            raise ValueError(f"{_where(q)}: {exc}") from None
+            raise InputError(f"{_where(q)}: {exc}") from None
         example = EVQAExampleScore(qid, q.question_type, candidate, 1.0 if matched else 0.0, matched)
         examples.append(example)
         if not matched and bem is not None:
             pending.append((example, q, candidate))
     if missing == "error" and n_missing:
-        raise ValueError(f"{n_missing} reference question(s) have no prediction (missing policy 'error')")
+        raise InputError(f"{n_missing} reference question(s) have no prediction (missing policy 'error')")
 
     scorer_info: dict[str, Any] = {}
     if bem is not None:

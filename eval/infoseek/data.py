@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from ret2vqa.errors import MissingFileError
 from ret2vqa.io import MalformedRows, RowError, iter_jsonl
 
 QUESTION_TYPES: tuple[str, ...] = ("String", "Numerical", "Time")
@@ -308,7 +309,7 @@ def questions_dataset(
 
     for side in (qtype_path, withkb_path):
         if side is not None and not Path(side).is_file():
-            raise FileNotFoundError(f"file not found: {side}")
+            raise MissingFileError(side)
     return dataset_from_rows(
         _question_rows,
         source=path,

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ret2vqa.errors import InputError
 from ret2vqa.io import MalformedRows, iter_jsonl
 
 from ..jsonstream import iter_json_items
@@ -86,7 +87,7 @@ def kb_file_format(path: str | Path) -> str:
         return "jsonl"
     if name.endswith(_JSON_SUFFIXES):
         return "json"
-    raise ValueError(
+    raise InputError(
         f"{path}: unknown KB file type; expected .jsonl / .jsonl.gz (one record per line) or .json / .json.gz / .zip"
     )
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ret2vqa.errors import InputError
 from ret2vqa.io import MalformedRows, RowError, iter_jsonl
 
 from .data import QUESTION_TYPES, evaluator_answer_eval, load_qtypes
@@ -80,7 +81,7 @@ def prepare_references(
         qtype = qtypes.get(data_id) if qtypes is not None else None
         ref = make_reference(row, qtype)
         if ref.data_id in out:
-            raise ValueError(f"duplicate reference data_id {ref.data_id!r}")
+            raise InputError(f"duplicate reference data_id {ref.data_id!r}")
         out[ref.data_id] = ref
     return out
 
@@ -161,7 +162,7 @@ def _prediction_pairs(predictions: Mapping[str, str] | Iterable[Mapping[str, Any
     for row in predictions:
         data_id = row["data_id"]
         if data_id in seen:
-            raise ValueError(f"duplicate prediction for data_id {data_id!r} (the official script would count it twice)")
+            raise InputError(f"duplicate prediction for data_id {data_id!r} (the official script would count it twice)")
         seen.add(data_id)
         pairs.append((data_id, row["prediction"]))
     return pairs
@@ -182,7 +183,7 @@ def score_predictions(
             unknown.append(data_id)
             continue
         if not isinstance(prediction, str):
-            raise ValueError(f"prediction for {data_id!r} must be a string, got {prediction!r}")
+            raise InputError(f"prediction for {data_id!r} must be a string, got {prediction!r}")
         seen.add(data_id)
         if ref.question_type.lower() not in known_types:
             odd_types[ref.question_type] = odd_types.get(ref.question_type, 0) + 1

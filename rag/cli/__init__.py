@@ -3,10 +3,13 @@
 Each subcommand lives in its own module exposing ``register(subparsers)``, which adds
 its parser and sets ``func`` (called with the parsed arguments, returning an exit
 code). Heavy imports (torch, transformers, qdrant) happen inside ``func`` so that
-``ret2vqa --help`` answers instantly. Errors a user can fix (a missing file, a bad
-config field, a model that is not available offline, a malformed row in strict mode)
-are printed as one ``error:`` line and exit with status 2; ``--debug`` shows the
-traceback instead.
+``ret2vqa --help`` answers instantly. Commands build their components through the
+composition root (:mod:`rag.components`).
+
+Errors: a :class:`ret2vqa.errors.UserError` (a missing file, a bad config field or
+argument, a model that is not available offline, a malformed row in strict mode, a
+locked or incompatible store) is printed as one ``error:`` line with exit status 2
+(``--debug`` shows its traceback). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ COMMAND_MODULES: list[str] = [
     "rag.cli.ask",
     "rag.cli.index",
     "rag.cli.search",
-    "rag.cli.evaluate",
     "eval.cli",
     "retriever.cli",
     "rag.cli.doctor",
@@ -49,16 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean 'the user can fix this': printed without a traceback."""
-    from rag.store.base import StoreError
-    from ret2vqa.config import ConfigError
-    from ret2vqa.hub import ModelUnavailableError
-    from ret2vqa.io import RowError
-
-    return (ConfigError, ModelUnavailableError, RowError, StoreError, FileNotFoundError, ValueError, KeyError)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -69,16 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from ret2vqa.errors import UserError
+
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except user_errors() as exc:
+    except UserError as exc:
         if args.debug:
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 

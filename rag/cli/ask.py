@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from rag.pipeline import Pipeline
 
     with Pipeline.from_config(args.config) as pipeline:
-        result = pipeline.answer(args.image, args.question, k=args.k)
+        result = pipeline.answer(args.question, args.image, k=args.k)
     if args.json:
         print(json.dumps(result.to_dict(with_prompt=args.show_prompt), indent=2, ensure_ascii=False))
     else:

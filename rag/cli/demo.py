@@ -34,25 +34,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ret2vqa.config import ConfigError
-    from ret2vqa.io import iter_jsonl
-
     from rag.config import PipelineConfig, default_config_path
     from rag.demo import DEMO_DIR, KB_FILE, QUESTIONS_FILE
     from rag.diagnostics import fetch_missing, missing_models_message, model_statuses
+    from ret2vqa.config import ConfigError
+    from ret2vqa.io import iter_jsonl
 
     config_path = args.config or str(default_config_path("tiny" if args.tiny else "cpu"))
     cfg = PipelineConfig.from_yaml(config_path)
     if cfg.generator is None:
         raise ConfigError(f"{config_path}: the demo needs a generator section")
+    if not cfg.encoder.given:
+        raise ConfigError(f"{config_path}: the demo indexes its knowledge base, so it needs an encoder",
+                          "encoder.name_or_path")
     message = missing_models_message(fetch_missing(model_statuses(cfg)), config_path)
     if message:
         print(f"error: {message}", file=sys.stderr)
         return 2
-    cfg.store.backend = "edge"
-    cfg.store.path = args.store or str(Path("ret2vqa-demo") / ("tiny" if args.tiny else "models"))
-    cfg.store.collection = "demo"
-    cfg.ingest.image_root = str(DEMO_DIR)
+    store_path = args.store or str(Path("ret2vqa-demo") / ("tiny" if args.tiny else "models"))
+    cfg = cfg.override({"store.backend": "edge", "store.path": store_path, "store.collection": "demo",
+                        "ingest.image_root": str(DEMO_DIR)})
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
     if args.tiny:
         log(TINY_BANNER)
@@ -60,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from rag.cli.ask import format_answer
-    from rag.ingest.config import IndexConfig
-    from rag.ingest.encoding import load_encoder
+    from rag.components import build_encoder
     from rag.ingest.indexer import build_index
     from rag.pipeline import Pipeline
 
@@ -69,10 +69,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)  # tiny models: thread start-up costs more than the work
     log(f"[1/3] loading the encoder ({cfg.encoder.name_or_path}) ...")
     t0 = time.perf_counter()
-    encoder = load_encoder(cfg.encoder)
+    encoder = build_encoder(cfg.encoder)
     log(f"[2/3] indexing {KB_FILE.name} into {cfg.store.describe()} ...")
-    report = build_index(IndexConfig(encoder=cfg.encoder, store=cfg.store, ingest=cfg.ingest), KB_FILE, "jsonl",
-                         encoder=encoder, show_progress=not args.json)
+    report = build_index(cfg, KB_FILE, "jsonl", encoder=encoder, show_progress=not args.json)
     index_s = time.perf_counter() - t0
     log(f"      {report.collection_count} passages in the store ({report.passages_this_run} indexed now, "
         f"{index_s:.1f} s)")
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     with Pipeline.from_config(cfg, encoder=encoder) as pipeline:
         for q in questions:
-            answer = pipeline.answer(str(DEMO_DIR / q["image"]), q["question"], k=args.k)
+            answer = pipeline.answer(q["question"], str(DEMO_DIR / q["image"]), k=args.k)
             results.append((q, answer))
             if not args.json:
                 print()

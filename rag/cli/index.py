@@ -31,17 +31,24 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", metavar="KEY", help="Qdrant API key (default: $QDRANT_API_KEY)")
 
 
-def apply_store_overrides(store: Any, args: argparse.Namespace) -> Any:
-    """Command-line flags win over the config's ``store:`` section."""
-    if getattr(args, "store", None):
-        store.backend, store.path = "edge", args.store
-    if getattr(args, "url", None):
-        store.backend, store.url = "server", args.url
-    if getattr(args, "collection", None):
-        store.collection = args.collection
-    if getattr(args, "api_key", None):
-        store.api_key = args.api_key
-    return store.validate()
+def store_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--store`` / ``--url`` / ``--collection`` / ``--api-key`` change in the config (flags win)."""
+    store, url = getattr(args, "store", None), getattr(args, "url", None)
+    return {
+        "store.backend": "edge" if store else "server" if url else None,
+        "store.path": store,
+        "store.url": url,
+        "store.collection": getattr(args, "collection", None),
+        "store.api_key": getattr(args, "api_key", None),
+    }
+
+
+def load_config(args: argparse.Namespace, **changes: Any) -> Any:
+    """The pipeline config of ``--config`` (all defaults without one) with the command-line flags applied."""
+    from rag.config import PipelineConfig
+
+    config = PipelineConfig.from_yaml(args.config) if getattr(args, "config", None) else PipelineConfig()
+    return config.override({**store_overrides(args), **changes})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,7 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--limit", type=int, metavar="N", help="index only the first N passages of the KB")
     build.add_argument("--strict", action="store_true", help="stop at the first malformed row")
     build.add_argument("--restart", action="store_true", help="ignore saved progress and re-index from the start")
-    build.add_argument("--encoder", metavar="NAME_OR_PATH", help="override encoder.name_or_path ('tiny' for tests)")
+    build.add_argument("--encoder", metavar="NAME_OR_PATH",
+                       help="override encoder.name_or_path ('tiny-random/clip' for tests)")
     build.add_argument("--device", help="override encoder.device (e.g. cuda, cuda:1, cpu)")
     build.add_argument("--batch-size", type=int, metavar="N", help="override ingest.batch_size (passages per checkpoint)")
     build.add_argument("--image-root", metavar="DIR", help="override ingest.image_root (local passage images)")
@@ -84,35 +92,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(func=run_info)
 
 
-def _load_config(args: argparse.Namespace):
-    from rag.ingest.config import load_index_config
-
-    config = load_index_config(getattr(args, "config", None))
-    apply_store_overrides(config.store, args)
-    return config
-
-
 def run_build(args: argparse.Namespace) -> int:
     from rag.ingest import build_index
 
-    config = _load_config(args)
-    if args.encoder:
-        config.encoder.name_or_path = args.encoder
-        config.encoder.tiny = False
-    if args.device:
-        config.encoder.device = args.device
-    if args.batch_size:
-        config.ingest.batch_size = args.batch_size
-    if args.image_root:
-        config.ingest.image_root = args.image_root
-    if args.strict:
-        config.ingest.strict = True
-    if args.no_optimize:
-        config.ingest.optimize = False
-    report = build_index(
-        config.validate(), args.kb, args.format, limit=args.limit, restart=args.restart,
-        show_progress=not args.no_progress,
-    )
+    config = load_config(args, **{
+        "encoder.name_or_path": args.encoder, "encoder.device": args.device, "ingest.batch_size": args.batch_size,
+        "ingest.image_root": args.image_root, "ingest.strict": True if args.strict else None,
+        "ingest.optimize": False if args.no_optimize else None,
+    })
+    report = build_index(config, args.kb, args.format, limit=args.limit, restart=args.restart,
+                         show_progress=not args.no_progress)
     if not report.main_process:  # other processes of a multi-GPU run only encoded
         return 0
     print(report.summary())
@@ -125,16 +114,14 @@ def run_build(args: argparse.Namespace) -> int:
 def collection_info(config: Any) -> dict[str, Any]:
     """What ``index info`` shows, as data; works on a collection that a running build holds open."""
     from rag.ingest.indexer import STATE_NAME
-    from rag.store import EdgeStore, StoreError, open_store
+    from rag.store import EdgeStore, StoreLockedError, open_store
 
     try:
         with open_store(config.store) as store:
             info = store.info()
             info["ingest"] = store.load_state(STATE_NAME) or {}
             return info
-    except StoreError as exc:
-        if config.store.backend != "edge" or "in use" not in str(exc):
-            raise
+    except StoreLockedError as exc:
         info = EdgeStore.peek(config.store)
         info["ingest"] = info.pop("states").get(STATE_NAME) or {}
         info["note"] = f"{exc}; showing the saved metadata and progress"
@@ -178,7 +165,7 @@ def format_info(info: dict[str, Any]) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    config = _load_config(args)
+    config = load_config(args)
     info = collection_info(config)
     if args.json:
         print(json.dumps(info, indent=1, ensure_ascii=False, default=str))

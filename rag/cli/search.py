@@ -20,7 +20,9 @@ import shutil
 import sys
 from typing import Any
 
-from .index import add_store_arguments, apply_store_overrides
+from ret2vqa.errors import ConfigError
+
+from .index import add_store_arguments, load_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +58,7 @@ def parse_filter_args(items: list[str]) -> dict[str, Any] | None:
     for item in items:
         field, sep, value = item.partition("=")
         if not sep or not field:
-            raise ValueError(f"--filter: expected FIELD=VALUE, got {item!r}")
+            raise ConfigError(f"expected FIELD=VALUE, got {item!r}", "--filter")
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             parsed: Any = value[1:-1]
         else:
@@ -70,35 +72,24 @@ def parse_filter_args(items: list[str]) -> dict[str, Any] | None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from rag.ingest.config import load_index_config
-    from rag.ingest.encoding import encoder_metadata, load_encoder, settings_from_metadata
-    from rag.store import open_store
+    from rag.components import open_collection
+    from rag.store import point_id
 
     if not args.image and not args.text:
-        raise ValueError("give a query: --image IMG and/or --text TEXT")
+        raise ConfigError("give a query: --image IMG and/or --text TEXT")
     if args.k < 1:
-        raise ValueError(f"-k must be >= 1, got {args.k}")
+        raise ConfigError(f"must be >= 1, got {args.k}", "-k")
     filters = parse_filter_args(args.filter)
-    config = load_index_config(args.config)
-    apply_store_overrides(config.store, args)
-    if args.device:
-        config.encoder.device = args.device
-    with open_store(config.store) as store:
-        explicit = config.encoder.is_tiny or bool(config.encoder.name_or_path)
-        settings = config.encoder if explicit else settings_from_metadata(store.metadata, config.encoder)
-        encoder = load_encoder(settings)
-        if explicit:  # the config names an encoder: it must be the one that built the collection
-            from rag.store import check_compatible
-
-            check_compatible(store.metadata, encoder_metadata(encoder, settings, store.metadata.distance),
-                             config.store.describe())
+    config = load_config(args, **{"encoder.device": args.device})
+    store, encoder = open_collection(config)  # the configured encoder, checked; else the collection's own
+    with store:
         vector = encoder.encode_queries([args.text or ""], images=[args.image], instruction=args.instruction)[0]
         hits = store.search(vector, k=args.k, filter=filters, hnsw_ef=args.hnsw_ef, exact=args.exact)
     if args.json:
         out = {
             "query": {"text": args.text, "image": args.image, "filter": filters, "k": args.k},
             "collection": config.store.describe(),
-            "hits": [h.to_dict() for h in hits],
+            "hits": [{"id": h.id, "score": h.score, "point_id": point_id(h.id), "payload": h.payload} for h in hits],
         }
         print(json.dumps(out, indent=1, ensure_ascii=False))
     else:

@@ -5,4 +5,3 @@ from pathlib import Path
 DEMO_DIR = Path(__file__).resolve().parent
 KB_FILE = DEMO_DIR / "kb.jsonl"
 QUESTIONS_FILE = DEMO_DIR / "questions.jsonl"
-IMAGES_DIR = DEMO_DIR / "images"

@@ -1,8 +1,9 @@
-"""Knowledge-base ingestion: KB files -> passages -> ReT-2 vectors -> a Qdrant collection.
+"""Knowledge-base ingestion: KB files -> passages -> encoder vectors -> a Qdrant collection.
 
->>> from rag.ingest import build_index, load_index_config
->>> report = build_index(load_index_config("configs/index/evqa-2m.yaml"), "encyclopedic_kb_wiki.json", "evqa")  # doctest: +SKIP
->>> print(report.summary())                                                                                        # doctest: +SKIP
+>>> from rag.config import PipelineConfig
+>>> from rag.ingest import build_index
+>>> report = build_index(PipelineConfig.from_yaml("configs/index/evqa-2m.yaml"), "encyclopedic_kb_wiki.json", "evqa")  # doctest: +SKIP
+>>> print(report.summary())                                                                                               # doctest: +SKIP
 
 Readers (:mod:`rag.ingest.readers`) stream passages from the E-VQA KB json, InfoSeek
 Wiki6M/Wiki100K jsonl, ReT-M2KR passage jsonl and generic jsonl; :func:`build_index`
@@ -10,25 +11,16 @@ encodes them in batches, upserts them and checkpoints after every batch so that 
 interrupted build (kill -9 included) resumes without losing or duplicating passages.
 """
 
-from .config import EncoderSettings, IndexConfig, IngestConfig, index_config_from_dict, load_index_config
-from .encoding import encoder_metadata, load_encoder, settings_from_metadata
+from .config import IngestConfig
 from .indexer import STATE_NAME, IndexReport, build_index
-from .passages import Passage, chunk_words, split_sentences
+from .passages import chunk_words, split_sentences
 from .readers import READERS, EVQAReader, InfoSeekReader, JsonlReader, KBReader, M2KRReader, Position, make_reader
 
 __all__ = [
-    "EncoderSettings",
-    "IndexConfig",
     "IngestConfig",
-    "index_config_from_dict",
-    "load_index_config",
-    "encoder_metadata",
-    "load_encoder",
-    "settings_from_metadata",
     "STATE_NAME",
     "IndexReport",
     "build_index",
-    "Passage",
     "chunk_words",
     "split_sentences",
     "READERS",

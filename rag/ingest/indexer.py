@@ -24,17 +24,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from ret2vqa.errors import ConfigError
 from ret2vqa.io import MalformedRows
+from ret2vqa.passage import Passage
 
-from .config import IndexConfig
 from .distributed import SingleProcess, detect_processes
-from .encoding import encoder_metadata, load_encoder
-from .passages import Passage
 from .readers import KBReader, Position, make_reader
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.config import PipelineConfig
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +215,7 @@ def _now() -> str:
 
 
 def build_index(
-    config: IndexConfig,
+    config: "PipelineConfig",
     kb: str | Path,
     fmt: str,
     *,
@@ -225,28 +227,29 @@ def build_index(
 ) -> IndexReport:
     """Index KB file ``kb`` (format ``fmt``) into the collection of ``config.store``.
 
-    ``limit``: index only the first ``limit`` passages of the KB (a later run with a
-    larger limit, or none, continues). ``restart``: ignore saved progress. ``encoder``:
-    an already loaded encoder (else ``config.encoder`` is loaded). Returns an
-    :class:`IndexReport`; raises on the first malformed row when ``config.ingest.strict``.
+    ``config`` is a :class:`rag.config.PipelineConfig` (its ``encoder``, ``store`` and
+    ``ingest`` sections). ``limit``: index only the first ``limit`` passages of the KB (a
+    later run with a larger limit, or none, continues). ``restart``: ignore saved
+    progress. ``encoder``: an already loaded encoder (else the composition root builds
+    ``config.encoder``). Returns an :class:`IndexReport`; raises on the first malformed
+    row when ``config.ingest.strict``.
     """
-    config.validate()
+    from rag.components import build_encoder, open_collection
+
     if limit is not None and limit < 0:
-        raise ValueError(f"--limit must be >= 0, got {limit}")
+        raise ConfigError(f"must be >= 0, got {limit}", "--limit")
     procs = detect_processes()
     ingest = config.ingest
     errors = MalformedRows(strict=ingest.strict, max_kept=ingest.max_error_examples)
     reader = make_reader(fmt, kb, ingest, errors)
     if encoder is None:
-        encoder = load_encoder(config.encoder, device=procs.device)
+        encoder = build_encoder(config.encoder, device=procs.device)
 
     store = None
     plan: dict[str, Any] = {}
     if procs.is_main_process:
-        from rag.store import open_store
-
-        expect = encoder_metadata(encoder, config.encoder, config.store.distance, ingest=ingest.passage_options())
-        store = open_store(config.store, expect=expect, create=True, **(store_kwargs or {}))
+        store, _ = open_collection(config, encoder, create=True, extra_metadata={"ingest": ingest.passage_options()},
+                                   **(store_kwargs or {}))
     try:
         if procs.is_main_process:
             for name in dict.fromkeys([reader.key_field, *config.store.payload_indexes]):
@@ -340,7 +343,7 @@ def build_index(
             store.close()
 
 
-def _encode(encoder: Any, batch: list[tuple[Passage, Position]], config: IndexConfig, procs: SingleProcess):
+def _encode(encoder: Any, batch: list[tuple[Passage, Position]], config: "PipelineConfig", procs: SingleProcess):
     """Encode this process's slice of ``batch``; on the main process return all vectors + bad images."""
     from retriever import RetrievalItem
 

@@ -1,28 +1,16 @@
-"""Passages, the unit of retrieval, and the chunker that cuts articles into them.
+"""The chunker that cuts articles into passages (:class:`ret2vqa.passage.Passage`, the unit of retrieval).
 
-A :class:`Passage` is what gets one vector: the text the encoder reads (title
-prefixed), an optional local image (then it is encoded as an image+text document),
-and the payload stored next to the vector. Its ``id`` is stable across runs and
-machines (URL + section, entity + chunk number, or the dataset's own passage id), so
-the store's UUID5 point ids make re-indexing idempotent.
+A passage is what gets one vector: the text the encoder reads (title prefixed), an
+optional local image (then it is encoded as an image+text document), and the payload
+stored next to the vector. Its ``id`` is stable across runs and machines (URL +
+section, entity + chunk number, or the dataset's own passage id), so the store's UUID5
+point ids make re-indexing idempotent.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Iterator
-
-
-@dataclass
-class Passage:
-    """One retrievable unit: ``text`` (+ optional ``image`` path) and its ``payload``."""
-
-    id: str
-    text: str
-    image: str | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
-
+from typing import Iterator
 
 # A sentence ends with . ! or ? (optionally followed by closing quotes/brackets) and whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")

@@ -40,12 +40,14 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
+from ret2vqa.errors import ConfigError, MissingFileError
 from ret2vqa.io import MalformedRows, RowError, iter_jsonl
+from ret2vqa.passage import Passage
 
 from .config import IngestConfig
-from .passages import Passage, chunk_words
+from .passages import chunk_words
 
 
 @dataclass(frozen=True, order=True)
@@ -91,7 +93,7 @@ class KBReader(abc.ABC):
     def __init__(self, path: str | Path, config: IngestConfig, errors: MalformedRows | None = None):
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"knowledge-base file not found: {self.path}")
+            raise MissingFileError(self.path, "knowledge-base file")
         self.config = config
         self.errors = errors if errors is not None else MalformedRows(strict=config.strict)
         self.skipped: Counter[str] = Counter()
@@ -109,6 +111,22 @@ class KBReader(abc.ABC):
     def count_records(self) -> int | None:
         """How many records the file holds (for the progress bar's ETA), or ``None`` if unknown."""
         return _count_lines(self.path)
+
+    @staticmethod
+    def _items_from(start: int, errors: MalformedRows,
+                    read: Callable[[MalformedRows], Iterator[Any]]) -> Iterator[tuple[int, Any]]:
+        """``(index, item)`` of an item-indexed KB (one json document) from item ``start`` on.
+
+        ``read(errors)`` streams the items; rows it reports before ``start`` were reported by
+        the run that consumed them, so they are re-read quietly.
+        """
+        gate = _QuietWhileSkipping(errors)
+        gate.skipping = start > 0
+        for index, item in enumerate(read(gate)):
+            if index < start:
+                continue
+            gate.skipping = False
+            yield index, item
 
     # The stream -------------------------------------------------------------------------
 
@@ -178,8 +196,8 @@ class KBReader(abc.ABC):
         try:
             name = template.format(**fields)
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"ingest.image_template {template!r}: unknown field {exc} (fields: {', '.join(sorted(fields))})"
+            raise ConfigError(
+                f"{template!r}: unknown field {exc} (fields: {', '.join(sorted(fields))})", "ingest.image_template"
             ) from None
         return str(Path(self.config.image_root) / name) if name else None
 
@@ -214,12 +232,7 @@ class EVQAReader(KBReader):
     def _records(self, start: int, errors: MalformedRows) -> Iterator[tuple[int, int | None, Any]]:
         from eval.evqa.kb import iter_kb
 
-        gate = _QuietWhileSkipping(errors)
-        gate.skipping = start > 0
-        for index, (_url, entry) in enumerate(iter_kb(self.path, gate)):
-            if index < start:
-                continue
-            gate.skipping = False
+        for index, (_url, entry) in self._items_from(start, errors, lambda gate: iter_kb(self.path, gate)):
             yield index, None, entry
 
     def _passages(self, entry: Any, line: int | None) -> list[Passage]:
@@ -254,7 +267,7 @@ class EVQAReader(KBReader):
                     image_url=lead_url,
                     source="evqa",
                 )
-                out.append(Passage(pid, text, image, payload))
+                out.append(Passage(id=pid, text=text, title=entry.title, image=image, payload=payload))
         return out
 
     def count_records(self) -> int | None:
@@ -303,13 +316,8 @@ class InfoSeekReader(KBReader):
                     continue
                 yield line, line, (entity.wikidata_id, entity)
             return
-        gate = _QuietWhileSkipping(errors)
-        gate.skipping = start > 0
-        for index, (key, entity) in enumerate(iter_wiki_kb(self.path, gate)):
-            if index < start:
-                continue
-            gate.skipping = False
-            yield index, None, (key, entity)
+        for index, item in self._items_from(start, errors, lambda gate: iter_wiki_kb(self.path, gate)):
+            yield index, None, item
 
     def count_records(self) -> int | None:
         if self.record_is_line:
@@ -335,7 +343,7 @@ class InfoSeekReader(KBReader):
                 text, wikidata_id=qid, title=title, chunk_index=chunk, image_url=image_url, url=entity.url,
                 source="infoseek",
             )
-            out.append(Passage(f"{pid_base}#{chunk}", text, image, payload))
+            out.append(Passage(id=f"{pid_base}#{chunk}", text=text, title=title, image=image, payload=payload))
         if not out:
             self.skipped["entities without content"] += 1
         return out
@@ -346,58 +354,50 @@ class InfoSeekReader(KBReader):
 # ---------------------------------------------------------------------------------------
 
 
-class M2KRReader(KBReader):
-    """ReT-M2KR passage jsonl: ``passage_id``, ``passage_text`` (or ``passage_content``),
-    optional ``passage_image_path`` (relative to ``image_root``, else to the KB file)."""
-
-    format = "m2kr"
-    key_field = None
+class _JsonlReader(KBReader):
+    """A KB with one record per jsonl line (record key = line number)."""
 
     def _records(self, start: int, errors: MalformedRows) -> Iterator[tuple[int, int | None, Any]]:
         for line, row in iter_jsonl(self.path, errors, start_line=start):
             yield line, line, row
 
-    def _passages(self, row: dict[str, Any], line: int | None) -> list[Passage]:
-        pid = row.get("passage_id")
-        if isinstance(pid, int) and not isinstance(pid, bool):
-            pid = str(pid)
-        if not isinstance(pid, str) or not pid:
-            raise RowError(self.path, line, f"missing or empty 'passage_id' (got {pid!r})")
-        text = row.get("passage_text", row.get("passage_content"))
-        if not isinstance(text, str):
-            raise RowError(self.path, line, f"passage {pid}: missing 'passage_text' string")
-        image_rel = row.get("passage_image_path") or None
-        if image_rel is not None and not isinstance(image_rel, str):
-            raise RowError(self.path, line, f"passage {pid}: 'passage_image_path' must be a string")
-        if len(text.strip()) < self.config.min_chars and not image_rel:
-            self.skipped["empty passages"] += 1
-            return []
+    def _image_passage(self, pid: str, text: str, image_rel: str | None, line: int | None,
+                       payload: dict[str, Any]) -> Passage:
+        """The passage, its image resolved; a passage with no text must have its image file."""
         image = self._image_file(image_rel)
         if not text.strip() and image and not os.path.isfile(image):
             raise RowError(self.path, line, f"passage {pid}: no text and its image is missing: {image}")
-        extra = {k: v for k, v in row.items() if k not in _M2KR_FIELDS and _is_scalar(v)}
-        payload = self._payload(text, image_path=image_rel, source="m2kr", **extra)
-        return [Passage(pid, text, image, payload)]
+        return Passage(id=pid, text=text, title=str(payload.get("title") or ""), image=image, payload=payload)
 
 
-_M2KR_FIELDS = {"passage_id", "passage_text", "passage_content", "passage_image_path"}
+class M2KRReader(_JsonlReader):
+    """M2KR passage jsonl, parsed by :func:`eval.m2kr.parse_m2kr_passage` (``passage_id``,
+    ``passage_text`` or ``passage_content``, optional ``passage_image_path`` relative to
+    ``image_root``, else to the KB file; other scalar fields go into the payload)."""
+
+    format = "m2kr"
+    key_field = None
+
+    def _passages(self, row: dict[str, Any], line: int | None) -> list[Passage]:
+        from eval.m2kr import parse_m2kr_passage
+
+        m = parse_m2kr_passage(row, self.path, line or 0)
+        if len(m.text.strip()) < self.config.min_chars and not m.image_path:
+            self.skipped["empty passages"] += 1
+            return []
+        payload = self._payload(m.text, image_path=m.image_path, source="m2kr", **m.extra)
+        return [self._image_passage(m.passage_id, m.text, m.image_path, line, payload)]
+
+
 _RESERVED = {"passage_id", "text", "image_path", "source"}
 
 
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
-class JsonlReader(KBReader):
+class JsonlReader(_JsonlReader):
     """Generic jsonl: ``id`` (str or int), ``text``, optional ``image`` (path), optional
     ``metadata`` (object; its fields go into the payload, e.g. for filters)."""
 
     format = "jsonl"
     key_field = None
-
-    def _records(self, start: int, errors: MalformedRows) -> Iterator[tuple[int, int | None, Any]]:
-        for line, row in iter_jsonl(self.path, errors, start_line=start):
-            yield line, line, row
 
     def _passages(self, row: dict[str, Any], line: int | None) -> list[Passage]:
         pid = row.get("id")
@@ -419,11 +419,8 @@ class JsonlReader(KBReader):
         clash = sorted(_RESERVED & set(metadata))
         if clash:
             raise RowError(self.path, line, f"passage {pid}: metadata may not use reserved field(s) {clash}")
-        image = self._image_file(image_rel)
-        if not (text or "").strip() and image and not os.path.isfile(image):
-            raise RowError(self.path, line, f"passage {pid}: no text and its image is missing: {image}")
         payload = self._payload(text or "", image_path=image_rel, source="jsonl", **metadata)
-        return [Passage(pid, text or "", image, payload)]
+        return [self._image_passage(pid, text or "", image_rel, line, payload)]
 
 
 READERS: dict[str, type[KBReader]] = {
@@ -439,7 +436,7 @@ def make_reader(fmt: str, path: str | Path, config: IngestConfig, errors: Malfor
     try:
         cls = READERS[fmt]
     except KeyError:
-        raise ValueError(f"unknown KB format {fmt!r} (known: {', '.join(READERS)})") from None
+        raise ConfigError(f"unknown KB format {fmt!r} (known: {', '.join(READERS)})", "--format") from None
     return cls(path, config, errors)
 
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ret2vqa.errors import ConfigError
+
 from .base import (
     POINT_ID_NAMESPACE,
     CollectionMetadata,
     CollectionMismatchError,
     CollectionNotFoundError,
-    SearchHit,
-    StoredPoint,
     StoreError,
+    StoreLockedError,
     VectorStore,
     check_compatible,
     parse_filter,
@@ -42,10 +43,9 @@ __all__ = [
     "HnswSettings",
     "QdrantServerStore",
     "QuantizationSettings",
-    "SearchHit",
     "StoreConfig",
     "StoreError",
-    "StoredPoint",
+    "StoreLockedError",
     "VectorStore",
     "check_compatible",
     "open_store",
@@ -70,5 +70,5 @@ def open_store(
     try:
         cls = BACKENDS[config.backend]
     except KeyError:
-        raise StoreError(f"store.backend: unknown backend {config.backend!r} (known: {', '.join(BACKENDS)})") from None
+        raise ConfigError(f"unknown backend {config.backend!r} (known: {', '.join(BACKENDS)})", "store.backend") from None
     return cls.open(config, expect=expect, create=create, **kwargs)

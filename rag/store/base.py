@@ -19,32 +19,33 @@ import dataclasses
 import datetime as _dt
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ret2vqa import __version__
+from ret2vqa.errors import (
+    CollectionMismatchError,
+    CollectionNotFoundError,
+    ConfigError,
+    InputError,
+    StoreError,
+    StoreLockedError,
+)
+from ret2vqa.passage import PASSAGE_ID_KEY, Passage
+
+from .config import StoreConfig
+
+__all__ = [
+    "POINT_ID_NAMESPACE", "PASSAGE_ID_KEY", "CollectionMetadata", "CollectionMismatchError", "CollectionNotFoundError",
+    "StoreError", "StoreLockedError", "VectorStore", "check_compatible", "parse_filter", "point_id",
+]
 
 # Fixed namespace for point ids: uuid5(NAMESPACE_URL, "https://github.com/ret2vqa/ret2vqa/passage").
 # Changing it would orphan every existing collection: never change it.
 POINT_ID_NAMESPACE = uuid.UUID("693201e4-9dcc-518b-b406-146fb10f8d79")
 
-# Payload key holding the passage id (the human-readable id the point id derives from).
-PASSAGE_ID_KEY = "passage_id"
-
 METADATA_SCHEMA_VERSION = 1
-
-
-class StoreError(RuntimeError):
-    """A store operation failed for a reason the user can act on."""
-
-
-class CollectionNotFoundError(StoreError, FileNotFoundError):
-    """The collection does not exist (and was not asked to be created)."""
-
-
-class CollectionMismatchError(StoreError, ValueError):
-    """The collection was built with another encoder, dimension or distance."""
 
 
 def point_id(passage_id: str) -> str:
@@ -52,44 +53,6 @@ def point_id(passage_id: str) -> str:
     if not isinstance(passage_id, str) or not passage_id:
         raise ValueError(f"passage ids must be non-empty strings, got {passage_id!r}")
     return str(uuid.uuid5(POINT_ID_NAMESPACE, passage_id))
-
-
-@dataclass
-class SearchHit:
-    """One search result: the passage id, its similarity score and its payload."""
-
-    id: str
-    score: float
-    payload: dict[str, Any]
-    point_id: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "score": self.score, "point_id": self.point_id, "payload": self.payload}
-
-
-@dataclass
-class StoredPoint:
-    """A point fetched by id: the passage id, payload and (when asked for) its vector."""
-
-    id: str
-    payload: dict[str, Any]
-    point_id: str
-    vector: np.ndarray | None = None
-
-
-def _passage_id_of(pid: Any, payload: Mapping[str, Any] | None) -> str:
-    payload = payload or {}
-    value = payload.get(PASSAGE_ID_KEY)
-    return value if isinstance(value, str) else str(pid)
-
-
-def make_hit(pid: Any, score: float, payload: Mapping[str, Any] | None) -> SearchHit:
-    return SearchHit(id=_passage_id_of(pid, payload), score=float(score), payload=dict(payload or {}), point_id=str(pid))
-
-
-def make_point(pid: Any, payload: Mapping[str, Any] | None, vector: Any = None) -> StoredPoint:
-    vec = None if vector is None else np.asarray(vector, dtype=np.float32)
-    return StoredPoint(id=_passage_id_of(pid, payload), payload=dict(payload or {}), point_id=str(pid), vector=vec)
 
 
 @dataclass
@@ -198,27 +161,27 @@ def parse_filter(spec: Mapping[str, Any] | None) -> list[Condition]:
     if spec is None:
         return []
     if not isinstance(spec, Mapping):
-        raise ValueError(f"a payload filter must be a mapping of field -> condition, got {type(spec).__name__}")
+        raise ConfigError(f"a payload filter must be a mapping of field -> condition, got {type(spec).__name__}")
     conditions = []
     for key, value in spec.items():
         if not isinstance(key, str) or not key:
-            raise ValueError(f"payload filter: field names must be non-empty strings, got {key!r}")
+            raise ConfigError(f"payload filter: field names must be non-empty strings, got {key!r}")
         if isinstance(value, Mapping):
             unknown = sorted(set(value) - set(_RANGE_OPS))
             if unknown or not value:
-                raise ValueError(
+                raise ConfigError(
                     f"payload filter '{key}': a mapping condition is a range with keys {list(_RANGE_OPS)}, got {dict(value)}"
                 )
             for op, bound in value.items():
                 if isinstance(bound, bool) or not isinstance(bound, (int, float)):
-                    raise ValueError(f"payload filter '{key}.{op}': range bounds must be numbers, got {bound!r}")
+                    raise ConfigError(f"payload filter '{key}.{op}': range bounds must be numbers, got {bound!r}")
             conditions.append(Condition(key, "range", {op: float(b) for op, b in value.items()}))
         elif isinstance(value, (list, tuple)):
             if not value:
-                raise ValueError(f"payload filter '{key}': the list of values is empty")
+                raise ConfigError(f"payload filter '{key}': the list of values is empty")
             kinds = {_match_kind(key, v) for v in value}
             if len(kinds) > 1:
-                raise ValueError(f"payload filter '{key}': values must all be strings or all integers, got {list(value)}")
+                raise ConfigError(f"payload filter '{key}': values must all be strings or all integers, got {list(value)}")
             conditions.append(Condition(key, "any", list(value)))
         else:
             _match_kind(key, value)
@@ -233,7 +196,7 @@ def _match_kind(key: str, value: Any) -> str:
         return "int"
     if isinstance(value, str):
         return "str"
-    raise ValueError(
+    raise ConfigError(
         f"payload filter '{key}': can match strings, integers or booleans, got {value!r} "
         f"(use {{'gte': ..., 'lte': ...}} for numeric ranges)"
     )
@@ -248,12 +211,77 @@ class VectorStore(abc.ABC):
     """A collection of passage vectors with payloads, behind one small API.
 
     Ids are passage ids (strings); the store maps them to UUID5 point ids and keeps the
-    passage id in the payload (``passage_id``), so hits and records come back with it.
-    Vectors are float32 arrays of the collection's dimension. Instances are context
-    managers; :meth:`close` releases files and connections.
+    passage id in the payload (``passage_id``), so searches and fetches give back
+    :class:`~ret2vqa.passage.Passage` objects with their id. Vectors are float32 arrays of
+    the collection's dimension. Instances are context managers; :meth:`close` releases
+    files and connections.
+
+    Each operation is declared once here and implemented once per backend. Opening is
+    shared too: :meth:`open` reads the collection's metadata, checks it against the
+    encoder about to use it, or creates the collection, through three small hooks
+    (:meth:`_connect`, :meth:`_read_metadata`, :meth:`_create`) and :meth:`_attach`.
     """
 
     backend: str = ""
+
+    # Opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, config: StoreConfig, expect: CollectionMetadata | None = None, create: bool = False,
+             **kwargs: Any) -> "VectorStore":
+        """Open the collection of ``config``; create it from ``expect`` when ``create`` and absent.
+
+        With ``expect`` (the metadata of the encoder about to use it), an existing
+        collection must have been built with the same encoder, dimension and distance
+        (:func:`check_compatible`), else :class:`CollectionMismatchError`. Without
+        ``create`` a missing collection raises :class:`CollectionNotFoundError`. Extra
+        ``kwargs`` go to the backend's :meth:`_connect` (e.g. ``client=``).
+        """
+        where = config.describe()
+        handle = cls._connect(config, **kwargs)
+        stored = cls._read_metadata(config, handle)
+        if stored is not None:
+            metadata = CollectionMetadata.from_dict(stored, where=where)
+            if expect is not None:
+                check_compatible(metadata, expect, where)
+        elif create:
+            if expect is None:
+                raise ValueError("creating a collection needs the encoder metadata (expect=...)")
+            metadata = CollectionMetadata(**{**expect.to_dict(), "config": {"store": config.snapshot(), **expect.config}})
+            cls._create(config, handle, metadata)
+        else:
+            raise CollectionNotFoundError(
+                f"no {where}{cls._others(config, handle)}; build it first with "
+                f"`ret2vqa index build --config CONFIG --kb FILE --format FORMAT`"
+            )
+        return cls._attach(config, metadata, handle)
+
+    @classmethod
+    def _connect(cls, config: StoreConfig, **kwargs: Any) -> Any:
+        """What the other hooks need to reach the collection (a client, a directory)."""
+        return None
+
+    @classmethod
+    @abc.abstractmethod
+    def _read_metadata(cls, config: StoreConfig, handle: Any) -> Mapping[str, Any] | None:
+        """The stored :class:`CollectionMetadata` as a mapping, or ``None`` if the collection does not exist."""
+
+    @classmethod
+    @abc.abstractmethod
+    def _create(cls, config: StoreConfig, handle: Any, metadata: CollectionMetadata) -> None:
+        """Create the (absent) collection with ``metadata``."""
+
+    @classmethod
+    @abc.abstractmethod
+    def _attach(cls, config: StoreConfig, metadata: CollectionMetadata, handle: Any) -> "VectorStore":
+        """The open store over an existing collection."""
+
+    @classmethod
+    def _others(cls, config: StoreConfig, handle: Any) -> str:
+        """A hint naming the collections that do exist, for the not-found message."""
+        return ""
+
+    # Data --------------------------------------------------------------------------------
 
     @property
     @abc.abstractmethod
@@ -272,14 +300,14 @@ class VectorStore(abc.ABC):
     def search(
         self, vector: np.ndarray, k: int = 10, filter: Mapping[str, Any] | None = None, hnsw_ef: int | None = None,
         exact: bool = False,
-    ) -> list[SearchHit]:
-        """The ``k`` passages most similar to ``vector``, best first, optionally filtered on payload."""
+    ) -> list[Passage]:
+        """The ``k`` passages most similar to ``vector``, best first (with ``score``), optionally filtered."""
 
     @abc.abstractmethod
     def search_batch(
         self, vectors: np.ndarray, k: int = 10, filter: Mapping[str, Any] | None = None, hnsw_ef: int | None = None,
         exact: bool = False,
-    ) -> list[list[SearchHit]]:
+    ) -> list[list[Passage]]:
         """:meth:`search` for each row of ``vectors`` (N, dim), planned as one batch."""
 
     @abc.abstractmethod
@@ -287,8 +315,8 @@ class VectorStore(abc.ABC):
         """Exact number of points (matching ``filter`` when given)."""
 
     @abc.abstractmethod
-    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
-        """The stored points of passages ``ids`` that exist, in the order asked."""
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Passage]:
+        """The stored passages ``ids`` that exist, in the order asked (with ``vector`` when asked)."""
 
     @abc.abstractmethod
     def delete(self, ids: Sequence[str]) -> None:
@@ -328,7 +356,7 @@ class VectorStore(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # Shared argument checks --------------------------------------------------------------
+    # Shared argument checks and conversions ----------------------------------------------
 
     def _check_batch(
         self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None
@@ -352,7 +380,7 @@ class VectorStore(abc.ABC):
         if len(set(ids)) != len(ids):
             seen: set[str] = set()
             dup = next(i for i in ids if i in seen or seen.add(i))
-            raise ValueError(f"upsert: passage id {dup!r} appears twice in one batch")
+            raise InputError(f"upsert: passage id {dup!r} appears twice in one batch")
         full = []
         for pid, payload in zip(ids, payloads):
             p = dict(payload)
@@ -370,7 +398,9 @@ class VectorStore(abc.ABC):
             )
         return v
 
-
-def iter_batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    @staticmethod
+    def _passage(point: Any, with_vector: bool = False) -> Passage:
+        """A backend's scored or fetched point (``.id``, ``.payload``, ``.score``?, ``.vector``?) as a Passage."""
+        vector = getattr(point, "vector", None) if with_vector else None
+        return Passage.from_payload(point.payload, id=point.id, score=getattr(point, "score", None),
+                                    vector=None if vector is None else np.asarray(vector, dtype=np.float32))

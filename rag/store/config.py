@@ -7,7 +7,8 @@ in-process; ``backend: server`` talks to a Qdrant server or cluster through
 fit for tiny tests only). The HNSW and quantization blocks apply to both.
 
 These dataclasses are read from the ``store:`` section of a YAML config with
-:func:`ret2vqa.config.from_dict`, so a misspelt key fails with its dotted path.
+:func:`ret2vqa.config.from_dict`, so a misspelt key fails with its dotted path, and
+check their values when constructed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from ret2vqa.config import ConfigError
+from ret2vqa.config import ConfigError, at_least
 
 
 @dataclass
@@ -39,13 +40,12 @@ class HnswSettings:
     # Keep the graph on disk (mmap) instead of RAM: for collections larger than memory.
     on_disk: bool = False
 
-    def validate(self, where: str = "store.hnsw") -> None:
-        if self.m < 4:
-            raise ConfigError(f"{where}.m: must be >= 4, got {self.m}")
+    def __post_init__(self) -> None:
+        at_least(self, 4, "m")
         if self.ef_construct < self.m:
-            raise ConfigError(f"{where}.ef_construct: must be >= m ({self.m}), got {self.ef_construct}")
-        if self.hnsw_ef < 1:
-            raise ConfigError(f"{where}.hnsw_ef: must be >= 1, got {self.hnsw_ef}")
+            raise ConfigError(f"must be >= m ({self.m}), got {self.ef_construct}", "ef_construct")
+        at_least(self, 1, "hnsw_ef")
+        at_least(self, 0, "full_scan_threshold_kb", "max_indexing_threads")
 
 
 @dataclass
@@ -69,11 +69,10 @@ class QuantizationSettings:
     def enabled(self) -> bool:
         return self.type != "none"
 
-    def validate(self, where: str = "store.quantization") -> None:
+    def __post_init__(self) -> None:
         if self.quantile is not None and not 0.5 <= self.quantile <= 1.0:
-            raise ConfigError(f"{where}.quantile: must be in [0.5, 1.0], got {self.quantile}")
-        if self.oversampling < 1.0:
-            raise ConfigError(f"{where}.oversampling: must be >= 1.0, got {self.oversampling}")
+            raise ConfigError(f"must be in [0.5, 1.0], got {self.quantile}", "quantile")
+        at_least(self, 1.0, "oversampling")
 
 
 @dataclass
@@ -119,23 +118,15 @@ class StoreConfig:
     upload_parallel: int = 4
     upload_batch_size: int = 256
 
-    def validate(self) -> "StoreConfig":
-        """Check cross-field rules; returns ``self`` so calls can be chained."""
+    def __post_init__(self) -> None:
         if not self.collection or "/" in self.collection or self.collection in {".", ".."}:
-            raise ConfigError(f"store.collection: must be a plain name, got {self.collection!r}")
+            raise ConfigError(f"must be a plain name, got {self.collection!r}", "collection")
         if self.backend == "server" and not self.url:
-            raise ConfigError("store.url: required with backend 'server' (or use backend 'edge' with store.path)")
+            raise ConfigError("required with backend 'server' (or use backend 'edge' with store.path)", "url")
         if self.backend == "edge" and not self.path:
-            raise ConfigError("store.path: required with backend 'edge'")
-        for name in ("shard_number", "replication_factor", "write_consistency_factor"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"store.{name}: must be >= 1, got {value}")
-        if self.upload_parallel < 1 or self.upload_batch_size < 1:
-            raise ConfigError("store.upload_parallel / store.upload_batch_size: must be >= 1")
-        self.hnsw.validate()
-        self.quantization.validate()
-        return self
+            raise ConfigError("required with backend 'edge'", "path")
+        at_least(self, 1, "shard_number", "replication_factor", "write_consistency_factor", "search_threads",
+                 "upload_parallel", "upload_batch_size", "timeout_s")
 
     def snapshot(self) -> dict:
         """This config as plain data for the collection metadata, never including the API key."""

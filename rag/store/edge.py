@@ -25,22 +25,19 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ret2vqa.passage import Passage
+
 from .base import (
     CollectionMetadata,
     CollectionNotFoundError,
     Condition,
-    SearchHit,
-    StoredPoint,
     StoreError,
     VectorStore,
-    check_compatible,
-    make_hit,
-    make_point,
     parse_filter,
     point_id,
 )
 from .config import StoreConfig
-from .files import DirLock, LockedError, read_json, write_json_atomic
+from .files import DirLock, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -75,51 +72,37 @@ class EdgeStore(VectorStore):
         self._dir = collection_dir(config)
         self._qe = _edge()
 
-    # Opening ---------------------------------------------------------------------------
+    # Opening (the shared logic is VectorStore.open) -----------------------------------------
 
     @classmethod
-    def exists(cls, config: StoreConfig) -> bool:
-        return (collection_dir(config) / METADATA_FILE).is_file()
+    def _read_metadata(cls, config: StoreConfig, handle: Any) -> dict[str, Any] | None:
+        meta_path = collection_dir(config) / METADATA_FILE
+        return read_json(meta_path) if meta_path.is_file() else None
 
     @classmethod
-    def open(cls, config: StoreConfig, expect: CollectionMetadata | None = None, create: bool = False) -> "EdgeStore":
-        """Open the collection of ``config``; create it from ``expect`` when ``create`` and absent.
-
-        With ``expect``, an existing collection must have been built with the same encoder
-        and dimension (:func:`check_compatible`), else :class:`CollectionMismatchError`.
-        """
-        config.validate()
+    def _create(cls, config: StoreConfig, handle: Any, metadata: CollectionMetadata) -> None:
+        # The metadata file is written first: a crash before the shard exists is finished by the next open.
         root = collection_dir(config)
-        where = f"collection '{config.collection}' in {Path(config.path).expanduser()}"
-        meta_path = root / METADATA_FILE
-        if meta_path.is_file():
-            metadata = CollectionMetadata.from_dict(read_json(meta_path), where=str(meta_path))
-            if expect is not None:
-                check_compatible(metadata, expect, where)
-        elif create:
-            if expect is None:
-                raise ValueError("creating a collection needs the encoder metadata (expect=...)")
-            if (root / SHARD_DIR).exists() and any((root / SHARD_DIR).iterdir()):
-                raise StoreError(f"{root / SHARD_DIR} holds data but {meta_path} is missing; move it away first")
-            metadata = CollectionMetadata(**{**expect.to_dict(), "config": {"store": config.snapshot(), **expect.config}})
-            write_json_atomic(meta_path, metadata.to_dict())
-            logger.info("created %s for encoder %s", where, metadata.describe_encoder())
-        else:
-            existing = sorted(p.parent.name for p in Path(config.path).expanduser().glob(f"*/{METADATA_FILE}"))
-            hint = f" (collections there: {', '.join(existing)})" if existing else ""
-            raise CollectionNotFoundError(
-                f"no {where}{hint}; build it first with `ret2vqa index build --config CONFIG --kb FILE --format FORMAT`"
-            )
-        try:
-            lock = DirLock(root, where).acquire()
-        except LockedError as exc:
-            raise StoreError(str(exc)) from None
+        if (root / SHARD_DIR).exists() and any((root / SHARD_DIR).iterdir()):
+            raise StoreError(f"{root / SHARD_DIR} holds data but {root / METADATA_FILE} is missing; move it away first")
+        write_json_atomic(root / METADATA_FILE, metadata.to_dict())
+        logger.info("created %s for encoder %s", config.describe(), metadata.describe_encoder())
+
+    @classmethod
+    def _attach(cls, config: StoreConfig, metadata: CollectionMetadata, handle: Any) -> "EdgeStore":
+        root = collection_dir(config)
+        lock = DirLock(root, config.describe()).acquire()
         try:
             shard = cls._open_shard(config, metadata, root / SHARD_DIR)
         except BaseException:
             lock.release()
             raise
         return cls(config, metadata, shard, lock)
+
+    @classmethod
+    def _others(cls, config: StoreConfig, handle: Any) -> str:
+        existing = sorted(p.parent.name for p in Path(config.path).expanduser().glob(f"*/{METADATA_FILE}"))
+        return f" (collections there: {', '.join(existing)})" if existing else ""
 
     @classmethod
     def peek(cls, config: StoreConfig) -> dict[str, Any]:
@@ -130,7 +113,7 @@ class EdgeStore(VectorStore):
         root = collection_dir(config)
         meta_path = root / METADATA_FILE
         if not meta_path.is_file():
-            raise CollectionNotFoundError(f"no collection '{config.collection}' in {Path(config.path).expanduser()}")
+            raise CollectionNotFoundError(f"no {config.describe()}")
         states = {p.stem: read_json(p) for p in sorted((root / STATE_DIR).glob("*.json"))}
         return {
             "backend": cls.backend,
@@ -187,35 +170,30 @@ class EdgeStore(VectorStore):
             limit=int(k), query=qe.Query.Nearest(row), filter=flt, params=params, with_payload=True, with_vector=False
         )
 
-    def search(self, vector, k=10, filter=None, hnsw_ef=None, exact=False) -> list[SearchHit]:
+    def search(self, vector, k=10, filter=None, hnsw_ef=None, exact=False) -> list[Passage]:
         rows = self._check_query(vector)
         if rows.shape[0] != 1:
             raise ValueError(f"search: expected one query vector, got {rows.shape[0]} (use search_batch)")
         request = self._request(rows[0].tolist(), k, self._filter(filter), self._params(hnsw_ef, exact))
-        return [make_hit(p.id, p.score, p.payload) for p in self._shard.query(request)]
+        return [self._passage(p) for p in self._shard.query(request)]
 
-    def search_batch(self, vectors, k=10, filter=None, hnsw_ef=None, exact=False) -> list[list[SearchHit]]:
+    def search_batch(self, vectors, k=10, filter=None, hnsw_ef=None, exact=False) -> list[list[Passage]]:
         rows = self._check_query(vectors)
         flt, params = self._filter(filter), self._params(hnsw_ef, exact)
         batch = self._qe.QueryBatchRequest([self._request(r, k, flt, params) for r in rows.tolist()])
-        return [[make_hit(p.id, p.score, p.payload) for p in hits] for hits in self._shard.query_batch(batch)]
+        return [[self._passage(p) for p in hits] for hits in self._shard.query_batch(batch)]
 
     def count(self, filter=None) -> int:
         return int(self._shard.count(self._qe.CountRequest(exact=True, filter=self._filter(filter))))
 
-    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Passage]:
         ids = list(ids)
         if not ids:
             return []
         pids = [point_id(i) for i in ids]
         records = self._shard.retrieve(pids, with_payload=True, with_vector=bool(with_vectors))
         by_id = {str(r.id): r for r in records}
-        out = []
-        for pid in pids:
-            r = by_id.get(pid)
-            if r is not None:
-                out.append(make_point(r.id, r.payload, r.vector if with_vectors else None))
-        return out
+        return [self._passage(by_id[p], with_vectors) for p in pids if p in by_id]
 
     def delete(self, ids: Sequence[str]) -> None:
         ids = list(ids)

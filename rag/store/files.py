@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ret2vqa.errors import StoreError, StoreLockedError
+
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory locks, best effort
@@ -43,12 +45,12 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file written by :func:`write_json_atomic`; raises ``ValueError`` naming it if damaged."""
+    """Read a JSON file written by :func:`write_json_atomic`; raises :class:`StoreError` naming it if damaged."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: damaged JSON ({exc.msg} at line {exc.lineno})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: damaged JSON ({exc}); the collection's files are corrupted") from exc
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -61,10 +63,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class LockedError(RuntimeError):
-    """Another live process holds the lock."""
-
-
 class DirLock:
     """An exclusive, non-blocking advisory lock on ``directory/.lock`` (held until :meth:`release`)."""
 
@@ -74,6 +72,7 @@ class DirLock:
         self._fh = None
 
     def acquire(self) -> "DirLock":
+        """Take the lock, or raise :class:`StoreLockedError` naming the process that holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+", encoding="utf-8")
         if fcntl is not None:
@@ -81,30 +80,15 @@ class DirLock:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 fh.seek(0)
-                holder = fh.read().strip() or "unknown"
+                holder = fh.read().strip()
                 fh.close()
-                raise LockedError(
-                    f"{self.what} is in use by another process (pid {holder}); wait for it to finish or stop it"
-                ) from None
+                raise StoreLockedError(self.what, int(holder) if holder.isdigit() else None) from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
         fh.flush()
         self._fh = fh
         return self
-
-    def holder(self) -> str | None:
-        """The pid written by the current holder, if the lock is held by someone else."""
-        if not self.path.exists() or fcntl is None:
-            return None
-        with open(self.path, "a+", encoding="utf-8") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                fh.seek(0)
-                return fh.read().strip() or "unknown"
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        return None
 
     def release(self) -> None:
         if self._fh is not None:

@@ -20,20 +20,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import (
-    CollectionMetadata,
-    CollectionNotFoundError,
-    Condition,
-    SearchHit,
-    StoredPoint,
-    StoreError,
-    VectorStore,
-    check_compatible,
-    make_hit,
-    make_point,
-    parse_filter,
-    point_id,
-)
+from ret2vqa.passage import Passage
+
+from .base import CollectionMetadata, Condition, StoreError, VectorStore, parse_filter, point_id
 from .config import StoreConfig
 
 logger = logging.getLogger(__name__)
@@ -72,46 +61,36 @@ class QdrantServerStore(VectorStore):
         self._local = config.url == ":memory:"
         self._warned_local = False
 
-    @classmethod
-    def open(
-        cls, config: StoreConfig, expect: CollectionMetadata | None = None, create: bool = False, client: Any = None
-    ) -> "QdrantServerStore":
-        """Open (or, with ``create`` and ``expect``, create) the collection of ``config``.
+    # Opening (the shared logic is VectorStore.open) -----------------------------------------
 
-        ``client`` lets callers share one ``QdrantClient`` (a ``":memory:"`` client holds
-        its data, so tests reopen a collection by passing the same client).
-        """
-        config.validate()
-        client = client if client is not None else make_client(config)
-        where = config.describe()
+    @classmethod
+    def _connect(cls, config: StoreConfig, client: Any = None) -> Any:
+        """A ``QdrantClient``: ``client`` when given (a ``":memory:"`` client holds its data, so tests
+        reopen a collection by passing the same one), else a new one for ``config.url``."""
+        return client if client is not None else make_client(config)
+
+    @classmethod
+    def _read_metadata(cls, config: StoreConfig, client: Any) -> dict[str, Any] | None:
         try:
             exists = client.collection_exists(config.collection)
         except Exception as exc:
             raise StoreError(f"cannot reach Qdrant at {config.url}: {type(exc).__name__}: {exc}") from exc
-        if exists:
-            stored = (client.get_collection(config.collection).config.metadata or {}).get(METADATA_KEY)
-            if stored is None:
-                raise StoreError(
-                    f"{where} exists but was not created by ret2vqa (no '{METADATA_KEY}' collection metadata); "
-                    f"use another collection name"
-                )
-            metadata = CollectionMetadata.from_dict(stored, where=where)
-            if expect is not None:
-                check_compatible(metadata, expect, where)
-        elif create:
-            if expect is None:
-                raise ValueError("creating a collection needs the encoder metadata (expect=...)")
-            metadata = CollectionMetadata(**{**expect.to_dict(), "config": {"store": config.snapshot(), **expect.config}})
-            cls._create(client, config, metadata)
-            logger.info("created %s for encoder %s", where, metadata.describe_encoder())
-        else:
-            raise CollectionNotFoundError(
-                f"no {where}; build it first with `ret2vqa index build --config CONFIG --kb FILE --format FORMAT --url URL`"
+        if not exists:
+            return None
+        stored = (client.get_collection(config.collection).config.metadata or {}).get(METADATA_KEY)
+        if stored is None:
+            raise StoreError(
+                f"{config.describe()} exists but was not created by ret2vqa (no '{METADATA_KEY}' collection "
+                f"metadata); use another collection name"
             )
+        return stored
+
+    @classmethod
+    def _attach(cls, config: StoreConfig, metadata: CollectionMetadata, client: Any) -> "QdrantServerStore":
         return cls(config, metadata, client)
 
-    @staticmethod
-    def _create(client: Any, config: StoreConfig, metadata: CollectionMetadata) -> None:
+    @classmethod
+    def _create(cls, config: StoreConfig, client: Any, metadata: CollectionMetadata) -> None:
         m = _models()
         quant = config.quantization
         quantization = None
@@ -146,6 +125,7 @@ class QdrantServerStore(VectorStore):
             raise StoreError(
                 f"the Qdrant server at {config.url} did not keep the collection metadata; ret2vqa needs Qdrant >= 1.16"
             )
+        logger.info("created %s for encoder %s", config.describe(), metadata.describe_encoder())
 
     # Data ------------------------------------------------------------------------------
 
@@ -193,7 +173,7 @@ class QdrantServerStore(VectorStore):
                        else m.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling))
         return m.SearchParams(hnsw_ef=hnsw_ef or self.config.hnsw.hnsw_ef, exact=exact, quantization=qparams)
 
-    def search(self, vector, k=10, filter=None, hnsw_ef=None, exact=False) -> list[SearchHit]:
+    def search(self, vector, k=10, filter=None, hnsw_ef=None, exact=False) -> list[Passage]:
         rows = self._check_query(vector)
         if rows.shape[0] != 1:
             raise ValueError(f"search: expected one query vector, got {rows.shape[0]} (use search_batch)")
@@ -205,27 +185,27 @@ class QdrantServerStore(VectorStore):
             search_params=self._search_params(hnsw_ef, exact),
             with_payload=True,
         )
-        return [make_hit(p.id, p.score, p.payload) for p in response.points]
+        return [self._passage(p) for p in response.points]
 
-    def search_batch(self, vectors, k=10, filter=None, hnsw_ef=None, exact=False) -> list[list[SearchHit]]:
+    def search_batch(self, vectors, k=10, filter=None, hnsw_ef=None, exact=False) -> list[list[Passage]]:
         m = _models()
         rows = self._check_query(vectors)
         flt, params = self._filter(filter), self._search_params(hnsw_ef, exact)
         requests = [m.QueryRequest(query=r, limit=int(k), filter=flt, params=params, with_payload=True) for r in rows.tolist()]
         responses = self._client.query_batch_points(self._name, requests=requests)
-        return [[make_hit(p.id, p.score, p.payload) for p in r.points] for r in responses]
+        return [[self._passage(p) for p in r.points] for r in responses]
 
     def count(self, filter=None) -> int:
         return int(self._client.count(self._name, count_filter=self._filter(filter), exact=True).count)
 
-    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Passage]:
         ids = list(ids)
         if not ids:
             return []
         pids = [point_id(i) for i in ids]
         records = self._client.retrieve(self._name, ids=pids, with_payload=True, with_vectors=bool(with_vectors))
         by_id = {str(r.id): r for r in records}
-        return [make_point(by_id[p].id, by_id[p].payload, by_id[p].vector if with_vectors else None) for p in pids if p in by_id]
+        return [self._passage(by_id[p], with_vectors) for p in pids if p in by_id]
 
     def delete(self, ids: Sequence[str]) -> None:
         ids = list(ids)

@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ret2vqa.config import ConfigError, from_yaml
+from ret2vqa.config import ConfigError, at_least, from_yaml
 
 
 @dataclass
 class ModelInitConfig:
-    """Where the encoder to train comes from: exactly one of the three sources.
+    """Where the encoder to train comes from: exactly one of the two sources.
 
     - ``from_pretrained``: continue training a ReT-2 checkpoint (hub id or directory);
-    - ``backbone``: a new ReT-2 (random cell) on a pretrained CLIP / SigLIP backbone;
-    - ``tiny``: a tiny random backbone of this family (``clip``/``siglip``/``siglip2``),
-      for offline smoke runs and tests.
+    - ``backbone``: a new ReT-2 (random cell) on a pretrained CLIP / SigLIP backbone, e.g.
+      ``openai/clip-vit-base-patch32``; ``tiny-random/clip`` (``siglip``, ``siglip2``) is
+      a tiny random backbone for offline smoke runs and tests.
 
     ``cell`` overrides :class:`~retriever.ReT2Config` fields for new models
     (``num_state_tokens``, ``hidden_size``, ``text_layers``, ``freeze_backbone`` ...).
@@ -23,17 +23,16 @@ class ModelInitConfig:
 
     from_pretrained: str | None = None
     backbone: str | None = None
-    tiny: str | None = None
     revision: str | None = None
     cell: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        given = [name for name in ("from_pretrained", "backbone", "tiny") if getattr(self, name)]
+        given = [name for name in ("from_pretrained", "backbone") if getattr(self, name)]
         if len(given) != 1:
-            raise ConfigError(
-                "model: set exactly one of from_pretrained, backbone or tiny "
-                f"(got {', '.join(given) if given else 'none'})"
-            )
+            raise ConfigError(f"set exactly one of from_pretrained or backbone "
+                              f"(got {', '.join(given) if given else 'none'})")
+        if self.from_pretrained and self.cell:
+            raise ConfigError("cell overrides apply to new models only (backbone), not to from_pretrained", "cell")
 
 
 @dataclass
@@ -62,14 +61,15 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if not self.train_file:
-            raise ConfigError("data.train_file is required")
+            raise ConfigError("required", "train_file")
         if self.format == "m2kr" and not self.passages_file:
-            raise ConfigError("data.passages_file is required when data.format is m2kr")
+            raise ConfigError("required when data.format is m2kr", "passages_file")
+        at_least(self, 0, "num_workers")
 
 
 @dataclass
 class TrainingConfig:
-    """Contrastive training of ReT-2 with ``accelerate`` (see docs/training.md)."""
+    """Contrastive training of ReT-2 with ``accelerate`` (see docs/retriever.md, "Training")."""
 
     output_dir: str
     model: ModelInitConfig
@@ -96,11 +96,11 @@ class TrainingConfig:
     report_to: list[str] = field(default_factory=list)  # accelerate trackers, e.g. ["tensorboard"]
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "gradient_accumulation_steps", "max_steps", "save_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        at_least(self, 1, "batch_size", "gradient_accumulation_steps", "max_steps", "save_every", "log_every",
+                 "keep_checkpoints")
+        at_least(self, 0, "warmup_steps", "eval_every")
         if not 0 < self.temperature_init < 1:
-            raise ConfigError(f"temperature_init must be in (0, 1), got {self.temperature_init}")
+            raise ConfigError(f"must be in (0, 1), got {self.temperature_init}", "temperature_init")
 
     @classmethod
     def from_yaml(cls, path: str) -> "TrainingConfig":

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import Dataset
 
+from ret2vqa.errors import InputError
 from ret2vqa.io import MalformedRows, iter_jsonl
 
 from ..processing_ret2 import ReT2Processor, load_image
@@ -104,52 +105,42 @@ def read_pairs(path: str | Path, image_root: str | Path | None = None, errors: M
 
 def read_m2kr_passages(path: str | Path, image_root: Path, errors: MalformedRows, check_images: bool
                        ) -> dict[str, _Side]:
-    """``passage_id → (text, image)`` from a ReT-M2KR passages jsonl."""
+    """``passage_id → (text, image)`` from an M2KR passages jsonl (read by :mod:`eval.m2kr`)."""
+    from eval.m2kr import iter_m2kr_passages
+
     path = Path(path)
     passages: dict[str, _Side] = {}
-    for line, row in iter_jsonl(path, errors):
-        pid = row.get("passage_id")
-        if pid in (None, ""):
-            errors.report(path, line, "missing field 'passage_id'")
-            continue
-        image = _resolve_image(row.get("passage_image_path"), image_root, path, line, "passage_image_path", errors,
-                               check_images)
+    for p in iter_m2kr_passages(path, errors):
+        image = _resolve_image(p.image_path, image_root, path, p.line, "passage_image_path", errors, check_images)
         if image is False:
             image = None  # a passage whose image is missing is still usable as text
-        text = _text(row.get("passage_text"))
+        text = _text(p.text)
         if text is None and image is None:
-            errors.report(path, line, f"passage {pid} has neither passage_text nor an image")
+            errors.report(path, p.line, f"passage {p.passage_id} has neither passage_text nor an image")
             continue
-        passages[str(pid)] = _Side(text, image)
+        passages[p.passage_id] = _Side(text, image)
     return passages
 
 
 def read_m2kr(queries_path: str | Path, passages_path: str | Path, image_root: str | Path | None = None,
               errors: MalformedRows | None = None, check_images: bool = True) -> Iterator[TrainingPair]:
-    """ReT-M2KR layout: queries with positive ``passage_id`` (one or a list) + a passages file."""
+    """M2KR layout (:mod:`eval.m2kr`): queries with positive ``passage_id`` (one or a list) + a passages file."""
+    from eval.m2kr import iter_m2kr_queries
+
     queries_path = Path(queries_path)
     root = Path(image_root) if image_root else queries_path.parent
     errors = errors if errors is not None else MalformedRows()
     passages = read_m2kr_passages(passages_path, root, errors, check_images)
-    for line, row in iter_jsonl(queries_path, errors):
-        positives = row.get("passage_id", row.get("pos_item_ids"))
-        if positives in (None, "", []):
-            errors.report(queries_path, line, "missing positive 'passage_id'")
-            continue
-        positives = [str(p) for p in (positives if isinstance(positives, list) else [positives])]
-        found = [p for p in positives if p in passages]
+    for q in iter_m2kr_queries(queries_path, errors):
+        found = [p for p in q.positives if p in passages]
         if not found:
-            errors.report(queries_path, line, f"positive passage(s) {positives[:3]} not in {passages_path}")
+            errors.report(queries_path, q.line, f"positive passage(s) {q.positives[:3]} not in {passages_path}")
             continue
-        image = _resolve_image(row.get("image_path"), root, queries_path, line, "image_path", errors, check_images)
+        image = _resolve_image(q.image_path, root, queries_path, q.line, "image_path", errors, check_images)
         if image is False:
             continue
-        text = query_text(row.get("instruction"), row.get("question"))
-        if text is None and image is None:
-            errors.report(queries_path, line, "the query has neither instruction/question text nor image_path")
-            continue
         doc = passages[found[0]]
-        yield TrainingPair(text, image, doc.text, doc.image, found[0])
+        yield TrainingPair(q.text, image, doc.text, doc.image, found[0])
 
 
 class PairDataset(Dataset):
@@ -157,7 +148,7 @@ class PairDataset(Dataset):
 
     def __init__(self, pairs: list[TrainingPair]):
         if not pairs:
-            raise ValueError("no usable training pairs (see the malformed-row report above)")
+            raise InputError("no usable training pairs (see the malformed-row report above)")
         self.pairs = pairs
 
     def __len__(self) -> int:

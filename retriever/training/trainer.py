@@ -24,12 +24,13 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from ret2vqa.errors import ConfigError
 from ret2vqa.io import MalformedRows
 
 from ..encoder import ReT2Encoder
 from ..modeling_ret2 import enable_activation_checkpointing
 from ..processing_ret2 import ReT2Processor
-from .config import TrainingConfig
+from .config import ModelInitConfig, TrainingConfig
 from .data import PairCollator, PairDataset, TrainingPair, epoch_order, read_m2kr, read_pairs
 from .loss import ContrastiveLoss
 
@@ -38,18 +39,15 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
 
 
-def build_encoder(cfg: TrainingConfig) -> ReT2Encoder:
-    """The encoder to train, from the config's ``model`` section (on CPU; accelerate moves it)."""
-    init = cfg.model
-    if init.tiny:
-        from ..tiny import build_tiny_encoder
+def build_encoder(init: ModelInitConfig) -> ReT2Encoder:
+    """The encoder to train from a checkpoint or backbone (on CPU; accelerate moves it).
 
-        return build_tiny_encoder(init.tiny, seed=cfg.seed, **init.cell)
+    Tiny random backbones (``tiny-random/...``) are built by the composition root,
+    :func:`rag.components.build_training_encoder`, which ``ret2vqa train`` uses.
+    """
     if init.backbone:
         return ReT2Encoder.from_backbone(init.backbone, revision=init.revision, device="cpu", dtype="float32",
                                          **init.cell)
-    if init.cell:
-        raise ValueError("model.cell overrides apply to new models only (backbone/tiny), not to from_pretrained")
     return ReT2Encoder.from_pretrained(init.from_pretrained, revision=init.revision, device="cpu", dtype="float32")
 
 
@@ -112,7 +110,7 @@ class Trainer:
             project_dir=str(self.output_dir),
         )
         set_seed(cfg.seed)
-        self.encoder = encoder or build_encoder(cfg)
+        self.encoder = encoder or build_encoder(cfg.model)
         self.processor: ReT2Processor = self.encoder.processor
         self.model = self.encoder.model.float().train()
         if cfg.gradient_checkpointing:
@@ -167,8 +165,8 @@ class Trainer:
             num_workers=self.cfg.data.num_workers,
         )
         if len(loader) == 0:
-            raise ValueError(
-                f"batch_size {self.cfg.batch_size} is larger than the {len(self.dataset)} training pairs"
+            raise ConfigError(
+                f"{self.cfg.batch_size} is larger than the {len(self.dataset)} training pairs", "batch_size"
             )
         return self.accelerator.prepare(loader)
 
@@ -288,9 +286,9 @@ class Trainer:
         return metrics
 
 
-def train(cfg: TrainingConfig) -> dict[str, Any]:
-    """Train ReT-2 as configured; returns the final metrics (also in ``output_dir/final``)."""
-    return Trainer(cfg).train()
+def train(cfg: TrainingConfig, encoder: ReT2Encoder | None = None) -> dict[str, Any]:
+    """Train ReT-2 as configured (from ``encoder`` when given); returns the final metrics (also in ``output_dir/final``)."""
+    return Trainer(cfg, encoder).train()
 
 
 def _jsonable(cfg: TrainingConfig) -> dict[str, Any]:

@@ -1,19 +1,26 @@
-"""Tiny, randomly initialised generators built from real ``transformers`` classes, fully offline.
+"""Tiny randomly initialised models, built offline from real ``transformers`` config classes.
 
-Each family is the real architecture (config class, ``*ForConditionalGeneration`` model,
-processor with its placeholder expansion and a chat template in the family's style),
-shrunk to two layers of width 32 with a small BPE tokenizer trained in-process on a
-built-in text. Nothing is downloaded, so they serve three purposes:
+Not part of any package's public API: this module exists for the tests, the benchmarks'
+smoke settings and ``ret2vqa demo --tiny``, which need the real code paths without
+downloading weights. Every model is the real architecture at toy sizes; their outputs
+are meaningless but deterministic for a given seed.
 
-* the tests of :mod:`generator` (and of the pipeline built on it) run the real code paths;
-* ``ret2vqa demo --tiny`` shows the whole system end to end on a machine without weights;
-* :func:`save_tiny_checkpoint` writes a checkpoint directory that loads through the same
-  ``AutoProcessor`` / ``AutoModelForImageTextToText`` path as a real model.
+In configs they are named ``tiny-random/<family>`` (:data:`ret2vqa.hub.TINY_PREFIX`), with
+the seed as revision (``seed0`` by default), and the composition root
+(:mod:`rag.components`) builds them through this module:
 
-Their answers are meaningless (random weights) but deterministic for a given ``seed``.
-
-Families: ``qwen2_vl``, ``qwen2_5_vl``, ``idefics3``, ``smolvlm`` (needs ``num2words``),
-``llava``, ``llava_next``, ``llava_onevision``.
+* encoders: ``tiny-random/clip``, ``tiny-random/siglip``, ``tiny-random/siglip2``, as a
+  ReT-2 encoder (``type: ret2``, :func:`build_tiny_encoder`) or the zero-shot dual encoder
+  (``type: dual_encoder``, :func:`build_tiny_dual_encoder`): the family's real config class
+  (``CLIPConfig``, ``SiglipConfig``, ``Siglip2Config``) with 3 blocks per tower, a
+  character-level tokenizer and the family's image processor;
+* generators: ``tiny-random/qwen2_vl``, ``qwen2_5_vl``, ``idefics3``, ``smolvlm`` (needs
+  ``num2words``), ``llava``, ``llava_next``, ``llava_onevision``
+  (:func:`build_tiny_generator`): the real ``*ForConditionalGeneration`` model, processor
+  with its placeholder expansion and a chat template in the family's style, two layers of
+  width 32 and a small BPE tokenizer trained in-process on a built-in text.
+  :func:`save_tiny_generator_checkpoint` writes one as a checkpoint directory that loads
+  through the ordinary ``AutoProcessor`` / ``AutoModelForImageTextToText`` path.
 """
 
 from __future__ import annotations
@@ -24,9 +31,146 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ret2vqa.config import ConfigError
+import torch
+from transformers import PretrainedConfig, PreTrainedTokenizerFast
 
-from .compat import image_only_processor_class
+from generator.compat import image_only_processor_class
+from ret2vqa.config import ConfigError
+from ret2vqa.hub import TINY_PREFIX
+from retriever import ReT2Config, ReT2Encoder, ReT2Model, ReT2Processor
+from retriever.backbones import backbone_spec
+from retriever.baseline import DualEncoder
+
+# ---------------------------------------------------------------------------------------
+# Encoders
+# ---------------------------------------------------------------------------------------
+
+TINY_SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>"]
+
+
+def build_char_tokenizer(model_max_length: int = 128) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer over printable ASCII, with ``<s> ... </s>`` framing."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    chars = [chr(i) for i in range(32, 127)]
+    vocab = {tok: i for i, tok in enumerate(TINY_SPECIAL_TOKENS + chars)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", vocab["<s>"]), ("</s>", vocab["</s>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        model_max_length=model_max_length,
+    )
+
+
+def tiny_backbone_config(
+    backbone: str = "clip", num_layers: int = 3, image_size: int = 32, max_text_length: int = 128, vocab_size: int = 99
+) -> PretrainedConfig:
+    """A toy dual-encoder config of the given family (3 blocks per tower, widths 32/48)."""
+    from transformers import CLIPConfig, Siglip2Config, SiglipConfig
+
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        max_position_embeddings=max_text_length,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+    vision = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=num_layers, num_attention_heads=4, patch_size=8)
+    if backbone == "clip":
+        return CLIPConfig(text_config=text, vision_config=dict(vision, image_size=image_size), projection_dim=16)
+    # SigLIP compares pooled text (projected to projection_size) with pooled vision features.
+    siglip_text = dict(text, projection_size=vision["hidden_size"])
+    if backbone == "siglip":
+        return SiglipConfig(text_config=siglip_text, vision_config=dict(vision, image_size=image_size))
+    if backbone == "siglip2":
+        return Siglip2Config(text_config=siglip_text, vision_config=dict(vision, num_patches=(image_size // 8) ** 2))
+    backbone_spec(backbone)  # raises the standard "unsupported backbone" error
+    raise AssertionError("unreachable")
+
+
+def build_tiny_ret2_processor(backbone: str = "clip", image_size: int = 32, max_text_length: int = 128) -> ReT2Processor:
+    """Char tokenizer + the family's image processor at ``image_size`` pixels."""
+    tokenizer = build_char_tokenizer(max_text_length)
+    if backbone == "clip":
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor  # PIL backend: no torchvision needed
+
+        image_processor = CLIPImageProcessor(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        )
+    elif backbone == "siglip":
+        from transformers import SiglipImageProcessorPil as SiglipImageProcessor
+
+        image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
+    elif backbone == "siglip2":
+        from transformers import Siglip2ImageProcessorPil as Siglip2ImageProcessor
+
+        image_processor = Siglip2ImageProcessor(patch_size=8, max_num_patches=(image_size // 8) ** 2)
+    else:
+        backbone_spec(backbone)
+        raise AssertionError("unreachable")
+    return ReT2Processor(tokenizer, image_processor, backbone, max_text_length)
+
+
+TINY_CELL = dict(num_state_tokens=8, hidden_size=64, num_attention_heads=4, embedding_dim=32, dropout=0.0,
+                 attention_dropout=0.0)
+
+
+def build_tiny_ret2_model(backbone: str = "clip", seed: int = 0, **overrides: Any) -> ReT2Model:
+    """A tiny random :class:`ReT2Model` (deterministic for a given ``seed``)."""
+    settings = dict(TINY_CELL)
+    settings.update(overrides)
+    image_size = settings.pop("image_size", 32)
+    max_text_length = settings.pop("max_text_length", 128)
+    num_layers = settings.pop("num_layers", 3)
+    vocab = len(TINY_SPECIAL_TOKENS) + 95
+    config = ReT2Config(
+        backbone_config=tiny_backbone_config(backbone, num_layers, image_size, max_text_length, vocab),
+        backbone_name_or_path=f"tiny-random-{backbone}",
+        max_text_length=max_text_length,
+        **settings,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ReT2Model(config)
+
+
+def build_tiny_encoder(backbone: str = "clip", seed: int = 0, device: str = "cpu", **overrides: Any) -> ReT2Encoder:
+    """A tiny random :class:`ReT2Encoder` for tests and offline demos (its vectors mean nothing)."""
+    model = build_tiny_ret2_model(backbone, seed=seed, **overrides)
+    processor = build_tiny_ret2_processor(
+        backbone, image_size=overrides.get("image_size", 32), max_text_length=model.config.max_text_length
+    )
+    return ReT2Encoder(model, processor, name_or_path=f"{TINY_PREFIX}{backbone}", revision=f"seed{seed}",
+                       device=device, dtype="float32")
+
+
+def build_tiny_dual_encoder(backbone: str = "clip", seed: int = 0, device: str = "cpu") -> DualEncoder:
+    """A tiny random dual encoder (tests, offline runs); its vectors mean nothing."""
+    config = tiny_backbone_config(backbone)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = backbone_spec(config).build(config)
+    processor = build_tiny_ret2_processor(backbone)
+    return DualEncoder(model, processor.tokenizer, processor.image_processor,
+                       name_or_path=f"{TINY_PREFIX}{backbone}", revision=f"seed{seed}", device=device,
+                       dtype="float32", max_text_length=processor.max_text_length)
+
+
+# ---------------------------------------------------------------------------------------
+# Generators
+# ---------------------------------------------------------------------------------------
 
 # A few paragraphs to learn BPE merges from: enough for realistic sub-word splits.
 _CORPUS = """
@@ -148,7 +292,7 @@ def _qwen_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
         ids = tok.convert_tokens_to_ids
-        family = FAMILIES[version]
+        family = _GENERATORS[version]
         text = _text_config(
             tok,
             family,
@@ -188,7 +332,7 @@ def _qwen_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
 
 def _idefics_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
     def build(tok: Any, chat_template: str) -> tuple[Any, Any]:
-        family = FAMILIES[version]
+        family = _GENERATORS[version]
         if version == "idefics3":
             from transformers import Idefics3Config as Config
             from transformers import Idefics3Processor as Processor
@@ -221,7 +365,7 @@ def _idefics_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
 
 def _llava_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
     def build(tok: Any, chat_template: str) -> tuple[Any, Any]:
-        family = FAMILIES[version]
+        family = _GENERATORS[version]
         image_id = tok.convert_tokens_to_ids("<image>")
         grid = [[16, 32], [32, 16], [32, 32]]
         clip = dict(model_type="clip_vision_model", hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_hidden_layers=2,
@@ -268,7 +412,7 @@ def _llava_build(version: str) -> Callable[[Any, str], tuple[Any, Any]]:
     return build
 
 
-FAMILIES: dict[str, TinyFamily] = {
+_GENERATORS: dict[str, TinyFamily] = {
     "qwen2_vl": TinyFamily("qwen2_vl", tuple(_QWEN_SPECIALS), None, "<|im_end|>", "<|endoftext|>", _QWEN_TEMPLATE, False,
                            _qwen_build("qwen2_vl")),
     "qwen2_5_vl": TinyFamily("qwen2_5_vl", tuple(_QWEN_SPECIALS), None, "<|im_end|>", "<|endoftext|>", _QWEN_TEMPLATE,
@@ -284,7 +428,7 @@ FAMILIES: dict[str, TinyFamily] = {
     "llava_onevision": TinyFamily("llava_onevision", tuple(_ONEVISION_SPECIALS), None, "<|im_end|>", "<|endoftext|>",
                                   _ONEVISION_TEMPLATE, False, _llava_build("llava_onevision")),
 }
-TINY_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
+GENERATOR_FAMILIES: tuple[str, ...] = tuple(_GENERATORS)
 
 
 def missing_requirements(family: str) -> list[str]:
@@ -292,14 +436,6 @@ def missing_requirements(family: str) -> list[str]:
     import importlib.util
 
     return [name for name in _family(family).needs if importlib.util.find_spec(name) is None]
-
-
-def build_tiny_tokenizer(family: str = "qwen2_vl") -> Any:
-    """A small BPE tokenizer (SentencePiece-style word boundaries) with the family's special tokens.
-
-    Trained in-process on a built-in text, so it is identical on every machine.
-    """
-    return _tokenizer(family)
 
 
 @functools.cache
@@ -320,6 +456,8 @@ def _trained_tokenizer_json(specials: tuple[str, ...], bos: str | None, add_bos:
 
 
 def _tokenizer(family: str) -> Any:
+    """A small BPE tokenizer (SentencePiece-style word boundaries) with the family's special tokens,
+    trained in-process on a built-in text, so it is identical on every machine."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
@@ -338,12 +476,12 @@ def _tokenizer(family: str) -> Any:
 
 
 def _family(family: str) -> TinyFamily:
-    if family not in FAMILIES:
-        raise ConfigError(f"tiny generator family: unknown {family!r} (known: {', '.join(TINY_FAMILIES)})")
-    return FAMILIES[family]
+    if family not in _GENERATORS:
+        raise ConfigError(f"tiny generator family: unknown {family!r} (known: {', '.join(GENERATOR_FAMILIES)})")
+    return _GENERATORS[family]
 
 
-def build_tiny_processor(family: str = "qwen2_vl") -> Any:
+def build_tiny_generator_processor(family: str = "qwen2_vl") -> Any:
     """The family's processor alone (tokenizer, image processor, chat template): enough to build prompts."""
     spec = _family(family)
     _check_requirements(family)
@@ -356,7 +494,7 @@ def _check_requirements(family: str) -> None:
         raise ImportError(f"the {family} processor needs {', '.join(missing)}: pip install {' '.join(missing)}")
 
 
-def build_tiny_model_and_processor(family: str = "qwen2_vl", seed: int = 0) -> tuple[Any, Any]:
+def build_tiny_generator_model(family: str = "qwen2_vl", seed: int = 0) -> tuple[Any, Any]:
     """The family's model (random weights from ``seed``, eval mode, float32) and processor.
 
     The global torch RNG is left as it was.
@@ -388,8 +526,7 @@ def build_tiny_generator(family: str = "qwen2_vl", seed: int = 0, config: Any = 
     answers greedily in at most 8 new tokens on CPU. (A sampling seed is the config's
     ``seed`` field: pass it inside ``config``.)
     """
-    from .config import GeneratorConfig
-    from .model import TINY_PREFIX, MultimodalGenerator
+    from generator import GeneratorConfig, MultimodalGenerator
 
     if config is None:
         settings: dict[str, Any] = {"model": f"{TINY_PREFIX}{family}", "dtype": "float32", "device_map": "cpu",
@@ -400,18 +537,18 @@ def build_tiny_generator(family: str = "qwen2_vl", seed: int = 0, config: Any = 
         import dataclasses
 
         config = dataclasses.replace(config, **overrides)
-    model, processor = build_tiny_model_and_processor(family, seed)
+    model, processor = build_tiny_generator_model(family, seed)
     return MultimodalGenerator(model, processor, config)
 
 
-def save_tiny_checkpoint(family: str, directory: str | Path, seed: int = 0) -> Path:
+def save_tiny_generator_checkpoint(family: str, directory: str | Path, seed: int = 0) -> Path:
     """Write the tiny ``family`` model and processor to ``directory`` (``save_pretrained`` format).
 
     The directory then loads like any checkpoint: ``GeneratorConfig(model=str(directory))``.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model, processor = build_tiny_model_and_processor(family, seed)
+    model, processor = build_tiny_generator_model(family, seed)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory

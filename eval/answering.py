@@ -1,6 +1,8 @@
-"""Running the pipeline over a benchmark split: predictions, retrieval recall, answer accuracy, a report.
+"""Answer accuracy of the KB-VQA pipeline on an E-VQA / InfoSeek split, with retrieval recall and a report.
 
-``ret2vqa eval {infoseek,evqa}`` is a thin layer over :func:`run_benchmark`:
+``ret2vqa eval {infoseek,evqa}`` is a thin layer over :func:`run_benchmark`, which
+takes any object with the :class:`rag.pipeline.Pipeline` interface
+(``retrieve_batch``, ``generate_batch``, ``encoder``, ``generator``, ``config``):
 
 * questions are read with the official-format loaders of :mod:`eval` and their images
   resolved from the dataset's layout;
@@ -24,6 +26,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from tqdm.auto import tqdm
 
+from ret2vqa.errors import ConfigError, InputError
 from ret2vqa.io import MalformedRows, iter_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -72,7 +75,7 @@ def _image_or_policy(resolve: Callable[[], Path], missing_images: str, log: bool
         return str(resolve())
     except (FileNotFoundError, ValueError) as exc:
         if missing_images == "error":
-            raise FileNotFoundError(
+            raise InputError(
                 f"{what}: {exc} (pass --missing-images text_only to answer such questions without their image)"
             ) from exc
         if log:
@@ -202,9 +205,9 @@ def _check_run_settings(out: Path, settings: dict[str, Any]) -> None:
         changed = {key: (previous.get(key), value) for key, value in settings.items() if previous.get(key) != value}
         if changed:
             what = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
-            raise ValueError(
+            raise ConfigError(
                 f"{out} holds predictions made with other settings ({what}); resuming would mix them. "
-                "Use another --out, or delete the directory to start over."
+                "Use another --out, or delete the directory to start over.", "--out"
             )
     path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 

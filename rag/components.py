@@ -1,0 +1,123 @@
+"""The composition root: components are built from a :class:`~rag.config.PipelineConfig` here, and only here.
+
+Every entry point asks this module instead of assembling parts itself: the CLI
+commands (``index``, ``search``, ``ask``, ``eval``, ``demo``, ``train``),
+:meth:`rag.pipeline.Pipeline.from_config`, the LangChain adapters and the benchmarks.
+So there is one answer to "which encoder?", "is this collection compatible?" and
+"what does ``tiny-random/...`` mean?":
+
+* :func:`build_encoder` / :func:`build_generator`: a model from its config section;
+  checkpoints load through :func:`retriever.load_encoder` and
+  :meth:`generator.MultimodalGenerator.from_config`, tiny random models
+  (``tiny-random/<family>``) are built in code by :mod:`rag.tiny_models`;
+* :func:`open_collection`: the collection of ``config.store`` together with the
+  encoder that may query it: the configured one, checked against what the collection
+  records (:func:`rag.store.check_compatible`), or, when the config names none, the
+  one the collection was built with;
+* :func:`collection_metadata`: what a collection records about its encoder;
+* :func:`build_training_encoder`: the encoder ``ret2vqa train`` starts from.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from generator.config import GeneratorConfig
+from ret2vqa.errors import ConfigError
+from ret2vqa.hub import is_tiny_model, tiny_model
+from retriever.loading import EncoderConfig, load_encoder
+
+from .config import PipelineConfig
+from .store import CollectionMetadata, VectorStore, check_compatible, open_store
+
+
+def build_encoder(config: EncoderConfig, device: Any = None) -> Any:
+    """The encoder named by ``config`` (``device`` overrides ``config.device``, e.g. one GPU per process)."""
+    if is_tiny_model(config.name_or_path):
+        from . import tiny_models
+
+        family, seed = tiny_model(config.name_or_path, config.revision, "encoder.name_or_path")
+        device = device if device is not None else (config.device or "cpu")
+        if config.type == "dual_encoder":
+            return tiny_models.build_tiny_dual_encoder(family, seed=seed, device=device)
+        return tiny_models.build_tiny_encoder(family, seed=seed, device=device)
+    return load_encoder(config, device=device)
+
+
+def build_generator(config: GeneratorConfig) -> Any:
+    """The :class:`~generator.MultimodalGenerator` of ``config``."""
+    if is_tiny_model(config.model):
+        from . import tiny_models
+
+        family, seed = tiny_model(config.model, config.revision, "generator.model")
+        return tiny_models.build_tiny_generator(family, seed=seed, config=config)
+    from generator import MultimodalGenerator
+
+    return MultimodalGenerator.from_config(config)
+
+
+def collection_metadata(encoder: Any, config: EncoderConfig, distance: str = "cosine",
+                        **extra: Any) -> CollectionMetadata:
+    """What a collection filled by ``encoder`` (built from ``config``) records, and is checked against.
+
+    ``extra`` goes to the metadata's ``config`` (e.g. ``ingest=`` passage options, for ``index info``).
+    """
+    return CollectionMetadata(
+        encoder_name=str(encoder.name_or_path),
+        encoder_revision=getattr(encoder, "revision", None),
+        encoder_fingerprint=getattr(encoder, "fingerprint", None),
+        dim=int(encoder.embedding_dim),
+        distance=distance,
+        encoder_loader=config.loader_spec(),
+        config=dict(extra),
+    )
+
+
+def open_collection(config: PipelineConfig, encoder: Any = None, *, create: bool = False,
+                    extra_metadata: Mapping[str, Any] | None = None, **store_kwargs: Any) -> tuple[VectorStore, Any]:
+    """Open the collection of ``config.store`` with the encoder that may query it: ``(store, encoder)``.
+
+    ``encoder``: one already built from ``config.encoder``. Otherwise the configured
+    encoder is built; with no encoder configured (empty ``encoder.name_or_path``), the
+    collection's own is (its device, dtype and batch size from ``config.encoder``).
+    The collection must have been built by that encoder, else
+    :class:`~rag.store.CollectionMismatchError`. ``create``: create a missing collection
+    for this encoder (indexing; needs a configured encoder), recording
+    ``extra_metadata``. ``store_kwargs`` go to the backend (e.g. ``client=``).
+    """
+    if encoder is None and config.encoder.given:
+        encoder = build_encoder(config.encoder)
+    if encoder is None:
+        if create:
+            raise ConfigError("required to build a collection (the encoder that embeds the passages)",
+                              "encoder.name_or_path")
+        store = open_store(config.store, **store_kwargs)
+        try:
+            spec = store.metadata.encoder_loader or {"name_or_path": store.metadata.encoder_name,
+                                                     "revision": store.metadata.encoder_revision}
+            encoder = build_encoder(EncoderConfig.from_loader_spec(spec, base=config.encoder))
+            check_compatible(store.metadata, collection_metadata(encoder, config.encoder, config.store.distance),
+                             config.store.describe())
+        except BaseException:
+            store.close()
+            raise
+        return store, encoder
+    expect = collection_metadata(encoder, config.encoder, config.store.distance, **dict(extra_metadata or {}))
+    return open_store(config.store, expect=expect, create=create, **store_kwargs), encoder
+
+
+def build_training_encoder(model: Any, seed: int = 0) -> Any:
+    """The encoder ``ret2vqa train`` starts from, for a :class:`retriever.training.ModelInitConfig`.
+
+    ``backbone: tiny-random/<family>`` builds a tiny random ReT-2 (seeded by ``revision``,
+    else by the training ``seed``) with the ``cell`` overrides; anything else loads
+    through :func:`retriever.training.build_encoder`.
+    """
+    if model.backbone and is_tiny_model(model.backbone):
+        from . import tiny_models
+
+        family, tiny_seed = tiny_model(model.backbone, model.revision, "model.backbone")
+        return tiny_models.build_tiny_encoder(family, seed=tiny_seed if model.revision else seed, **model.cell)
+    from retriever.training.trainer import build_encoder as build_checkpoint_encoder
+
+    return build_checkpoint_encoder(model)
