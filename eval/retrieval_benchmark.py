@@ -350,14 +350,23 @@ def load_mbeir(
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_rankings(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+@dataclass(frozen=True)
+class _Ranking:
+    """What scoring needs of a stored ranking (the ids, the pseudo-recall rank): kept small, there is one per query."""
+
+    ids: tuple[str, ...]
+    pseudo_rank: int | None
+
+
+def _read_rankings(path: Path) -> dict[tuple[str, str], _Ranking]:
     """Rankings already in ``retrieval.jsonl`` by (task, query id); a line cut by a crash is redone."""
     if not path.is_file():
         return {}
-    done: dict[tuple[str, str], dict[str, Any]] = {}
+    done: dict[tuple[str, str], _Ranking] = {}
     for _, row in iter_jsonl(path, MalformedRows()):
         if "task" in row and "id" in row and isinstance(row.get("retrieved"), list):
-            done[(str(row["task"]), str(row["id"]))] = row
+            done[(str(row["task"]), str(row["id"]))] = _Ranking(tuple(str(p["id"]) for p in row["retrieved"]),
+                                                                row.get("pseudo_rank"))
     return done
 
 
@@ -493,14 +502,14 @@ def run_retrieval_benchmark(
                                         for p in passages]
                     rows.append(row)
                 write_jsonl(out / RETRIEVAL, rows, append=True)
-                for row in rows:
-                    done[(task.name, row["id"])] = row
+                for row, passages in zip(rows, hits):
+                    done[(task.name, row["id"])] = _Ranking(tuple(p.id for p in passages), row.get("pseudo_rank"))
                 retrieved_this_run += len(batch)
                 bar.update(len(batch))
             bar.close()
-            rows = [done[(task.name, q.id)] for q in task.queries]
-            metrics = task_metrics(task.queries, [[p["id"] for p in r["retrieved"]] for r in rows], task.ks,
-                                   [r.get("pseudo_rank") for r in rows] if benchmark.pseudo_recall else None)
+            rankings = [done[(task.name, q.id)] for q in task.queries]
+            metrics = task_metrics(task.queries, [r.ids for r in rankings], task.ks,
+                                   [r.pseudo_rank for r in rankings] if benchmark.pseudo_recall else None)
             per_task[task.name] = {**task.info, **metrics, "index": index}
             curves[task.name] = {k: metrics[f"recall@{k}"] for k in task.ks if metrics[f"recall@{k}"] is not None}
             if benchmark.pseudo_recall and metrics.get("n_pseudo"):
