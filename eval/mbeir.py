@@ -104,17 +104,21 @@ def _optional_str(row: dict[str, Any], name: str, path: str | Path, line: int) -
     return value
 
 
-def _modality(value: Any, name: str, path: str | Path, line: int) -> str:
-    if value not in MODALITIES:
-        raise RowError(path, line, f"'{name}' must be one of {sorted(MODALITIES)}, got {value!r}")
-    return value
-
-
-def _check_parts(text: str | None, image: str | None, modality: str, what: str, path: str | Path, line: int) -> None:
+def _item(row: dict[str, Any], path: str | Path, line: int, what: str, id_key: str, text_key: str, image_key: str,
+          modality_key: str) -> tuple[str, int, str | None, str | None, str]:
+    """``(id, dataset id, text, image path, modality)`` of a query or candidate row, checked against each other."""
+    item_id = row.get(id_key)
+    dataset_id = _dataset_id(item_id, id_key, path, line)
+    text = _optional_str(row, text_key, path, line)
+    image = _optional_str(row, image_key, path, line)
+    modality = row.get(modality_key)
+    if modality not in MODALITIES:
+        raise RowError(path, line, f"'{modality_key}' must be one of {sorted(MODALITIES)}, got {modality!r}")
     if "text" in modality.split(",") and not (text or "").strip():
-        raise RowError(path, line, f"{what} has modality '{modality}' but no text")
+        raise RowError(path, line, f"{what} {item_id} has modality '{modality}' but no text")
     if "image" in modality.split(",") and not image:
-        raise RowError(path, line, f"{what} has modality '{modality}' but no image path")
+        raise RowError(path, line, f"{what} {item_id} has modality '{modality}' but no image path")
+    return item_id, dataset_id, text, image, modality
 
 
 @dataclass(frozen=True)
@@ -132,12 +136,8 @@ class MBEIRQuery:
 
 def parse_mbeir_query(row: dict[str, Any], path: str | Path, line: int) -> MBEIRQuery:
     """An :class:`MBEIRQuery` from one query row; raises :class:`RowError` when it is malformed."""
-    qid = row.get("qid")
-    dataset_id = _dataset_id(qid, "qid", path, line)
-    text = _optional_str(row, "query_txt", path, line)
-    image = _optional_str(row, "query_img_path", path, line)
-    modality = _modality(row.get("query_modality"), "query_modality", path, line)
-    _check_parts(text, image, modality, f"query {qid}", path, line)
+    qid, dataset_id, text, image, modality = _item(row, path, line, "query", "qid", "query_txt", "query_img_path",
+                                                   "query_modality")
     positives = row.get("pos_cand_list") or []
     if not isinstance(positives, list) or not all(isinstance(d, str) for d in positives):
         raise RowError(path, line, f"query {qid}: 'pos_cand_list' must be a list of did strings")
@@ -168,12 +168,7 @@ class MBEIRCandidate:
 
 def parse_mbeir_candidate(row: dict[str, Any], path: str | Path, line: int) -> MBEIRCandidate:
     """An :class:`MBEIRCandidate` from one pool row; raises :class:`RowError` when it is malformed."""
-    did = row.get("did")
-    dataset_id = _dataset_id(did, "did", path, line)
-    text = _optional_str(row, "txt", path, line)
-    image = _optional_str(row, "img_path", path, line)
-    modality = _modality(row.get("modality"), "modality", path, line)
-    _check_parts(text, image, modality, f"candidate {did}", path, line)
+    did, dataset_id, text, image, modality = _item(row, path, line, "candidate", "did", "txt", "img_path", "modality")
     return MBEIRCandidate(did, dataset_id, text, image, modality, line)
 
 
