@@ -400,8 +400,6 @@ class _Retriever:
         self.timings = {"encode_ms": 0.0, "search_ms": 0.0}
 
     def __call__(self, store: Any, queries: Sequence[RetrievalQuery], depth: int) -> list[list[Any]]:
-        from retriever import ItemError
-
         groups: dict[str | None, list[int]] = {}
         for i, q in enumerate(queries):
             groups.setdefault(q.instruction if q.instruction is not None else self.default_instruction, []).append(i)
@@ -419,8 +417,11 @@ class _Retriever:
                     instruction=instruction, batch_size=self.batch_size,
                     on_bad_image=bad_image if self.images.policy == "text_only" else None,
                 )
-            except ItemError as exc:  # name the query's file and line, not its index in the batch
-                raise InputError(f"{batch[exc.index].where}: {exc}") from exc
+            except InputError as exc:  # an item error: name the query's file and line, not its index in the batch
+                index = getattr(exc, "index", None)
+                if not isinstance(index, int) or not 0 <= index < len(batch):
+                    raise
+                raise InputError(f"{batch[index].where}: {exc}") from exc
             t1 = time.perf_counter()
             hits = store.search_batch(vectors, k=depth, hnsw_ef=self.hnsw_ef, exact=self.exact)
             self.timings["encode_ms"] += (t1 - t0) * 1000

@@ -366,3 +366,26 @@ def test_eval_retrieval_arguments_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "m2kr", "--config", config, "--data", "d", "--queries", queries, "--out", "o"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_eval_m2kr_missing_and_unreadable_query_images(tmp_path, capsys):
+    queries, passages = FIXTURES / "m2kr" / "ret" / "okvqa_test.jsonl", FIXTURES / "m2kr" / "ret" / "okvqa_passages_test.jsonl"
+    rows = _rows(queries)[:4]
+    small = tmp_path / "q.jsonl"
+    small.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    images = tmp_path / "images"
+    _images(images, [r["image_path"] for r in rows], skip={rows[0]["image_path"]})
+    (images / rows[2]["image_path"]).write_bytes(b"not an image")
+    args = ["eval", "m2kr", "--config", str(_config(tmp_path)), "--queries", str(small), "--passages", str(passages),
+            "--images", str(images), "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--missing-images", "error"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {small}:1: image not found: {images / rows[0]['image_path']}")
+    assert "--missing-images text_only" in err
+    (images / rows[0]["image_path"]).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(images / rows[1]["image_path"], images / rows[0]["image_path"])
+    assert main([*args, "--out", str(tmp_path / "b"), "--missing-images", "error"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {small}:3: ")  # the unreadable one, by file and line
+    assert main([*args, "--out", str(tmp_path / "c")]) == 0  # default: encoded from its text, counted
+    missing = json.loads(capsys.readouterr().out)["missing_images"]
+    assert missing["queries"] == 1 and missing["query_examples"][0].startswith(f"{small}:3: ")
