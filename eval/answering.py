@@ -197,10 +197,10 @@ def _read_done(path: Path, key: str) -> dict[Any, dict[str, Any]]:
     return done
 
 
-def _check_run_settings(out: Path, settings: dict[str, Any]) -> None:
-    """Record what produced the predictions in ``out``; refuse to resume them with other settings."""
+def _check_run_settings(out: Path, settings: dict[str, Any], done: str = PREDICTIONS) -> None:
+    """Record what produced the results (``done``) in ``out``; refuse to resume them with other settings."""
     path = out / RUN
-    if path.is_file() and (out / PREDICTIONS).is_file():
+    if path.is_file() and (out / done).is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
         changed = {key: (previous.get(key), value) for key, value in settings.items() if previous.get(key) != value}
         if changed:
@@ -232,31 +232,6 @@ def _recalls(benchmark: Benchmark, rankings: Sequence[dict[str, Any]], ks: list[
     return out
 
 
-def _plot(recalls: dict[str, dict[int, float]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    for name, values in recalls.items():
-        ks = sorted(values)
-        ax.plot(ks, [100 * values[k] for k in ks], marker="o", label=name.replace("_", " "))
-    ax.set_xlabel("k")
-    ax.set_ylabel("recall@k (%)")
-    ax.set_ylim(0, 100)
-    ax.set_xscale("log")
-    ax.set_xticks(sorted({k for v in recalls.values() for k in v}))
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
-    if recalls:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def run_benchmark(
     pipeline: Any, benchmark: Benchmark, out_dir: str | Path, k: int | None = None, depth: int | None = None,
     batch_size: int = 16, ks: Sequence[int] = (1, 5, 10, 20), show_progress: bool = True,
@@ -266,6 +241,7 @@ def run_benchmark(
     ``k`` passages reach the generator (default: the config's); retrieval goes ``depth``
     deep (default ``max(k, max(ks))``) so recall@k can be measured beyond ``k``.
     """
+    from eval.report import plot_recall_at_k
     from eval.retrieval import pseudo_hit_ranks
 
     out = Path(out_dir)
@@ -342,7 +318,7 @@ def run_benchmark(
     }
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     _write_report(out, benchmark, metrics, recalls)
-    _plot(recalls, out / PLOT, f"{benchmark.name}: retrieval recall@k")
+    plot_recall_at_k(recalls, out / PLOT, f"{benchmark.name}: retrieval recall@k")
     return metrics
 
 

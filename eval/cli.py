@@ -1,8 +1,15 @@
-"""``ret2vqa eval`` (run the pipeline over a split and score it) and ``ret2vqa score`` (the official metrics).
+"""``ret2vqa eval`` (run a benchmark end to end and score it) and ``ret2vqa score`` (the official metrics).
 
 ``eval {infoseek,evqa}`` answers every question of a split with the pipeline of
 ``--config`` (:mod:`eval.answering`) and writes predictions, rankings, metrics and a
-report. ``score`` applies the official E-VQA and InfoSeek answer metrics to prediction
+report. ``eval {m2kr,mbeir}`` measures retrieval alone, on each task's own corpus
+(:mod:`eval.retrieval_benchmark`)::
+
+    ret2vqa eval infoseek --config C --questions Q.jsonl --images DIR --out DIR
+    ret2vqa eval m2kr --config C --out DIR (--data DIR [--tasks EVQA,...] | --queries Q.jsonl --passages P.jsonl --images ROOT)
+    ret2vqa eval mbeir --config C --root M-BEIR/ --split test [--tasks ...] [--pool local|union] --out DIR
+
+``score`` applies the official E-VQA and InfoSeek answer metrics to prediction
 files. Contract (other scripts call exactly this)::
 
     ret2vqa score infoseek --pred PRED.jsonl --ref REF.jsonl --qtype QTYPE.jsonl
@@ -19,6 +26,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from ret2vqa.errors import ConfigError
 
 INFOSEEK_EPILOG = """\
 ids, as the official InfoSeek evaluator handles them:
@@ -58,7 +67,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def register_eval(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="run the pipeline over an E-VQA / InfoSeek split: predictions, recall@k, accuracy, report",
+        help="run a benchmark end to end: E-VQA / InfoSeek answers, M2KR / M-BEIR retrieval",
+        description=(
+            "Run a benchmark end to end and score it. infoseek / evqa: retrieve and answer every question of a "
+            "split with the pipeline. m2kr / mbeir: index each task's corpus into its own collection and measure "
+            "retrieval recall as the ReT and UniIR papers do. Every run writes metrics.json, report.md and "
+            "recall_at_k.png to --out and resumes when rerun."
+        ),
+    )
+    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    for name in ("infoseek", "evqa"):
+        _register_answering(benchmarks, name)
+    _register_m2kr(benchmarks)
+    _register_mbeir(benchmarks)
+
+
+def _register_answering(benchmarks: argparse._SubParsersAction, name: str) -> None:
+    parser = benchmarks.add_parser(
+        name,
+        help=f"retrieve and answer every question of an {'InfoSeek' if name == 'infoseek' else 'E-VQA'} split",
         description=(
             "Retrieve and answer every question of a benchmark split, then score it. Writes to --out: "
             "predictions.jsonl (the format `ret2vqa score` reads), retrieval.jsonl (rankings), metrics.json "
@@ -66,7 +93,6 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
             "Resumable: a rerun skips the questions already answered in --out."
         ),
     )
-    parser.add_argument("benchmark", choices=["infoseek", "evqa"])
     parser.add_argument("--config", help="pipeline YAML (default: the CPU preset, configs/cpu.yaml)")
     parser.add_argument("--questions", required=True,
                         help="infoseek: infoseek_{val,test}.jsonl; evqa: the official {val,test}.csv")
@@ -90,6 +116,96 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bem", help="evqa: BEM model (hub id or local dir) for the official metric")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_eval)
+
+
+M2KR_EPILOG = """\
+layouts:
+  --data DIR       the M2KR dataset download: <Task>_data/<split>-*.parquet beside
+                   <Task>_passages/<split>_passages-*.parquet (jsonl exports with the same
+                   names work too); --tasks picks some (default: all found)
+  --queries Q --passages P
+                   ReT's jsonl files (queries: data_id, instruction, question, image_path,
+                   passage_id, answer; passages: passage_id, passage_text, passage_image_path);
+                   several pairs may be given, each a task named by --tasks or its file name
+images: --queries: <--images>/<path>; --data: <--images>/<Task>/<path> when that folder exists (as
+M2KR_Images unpacks), else <--images>/<path>.
+outputs: retrieval.jsonl ({"task", "id", "hit_rank", "pseudo_rank", "retrieved": [{"id", "score"}]}),
+metrics.json ({"recall@K", "pseudo_recall@K" for each K, "n", "n_pseudo", "per_task": {task: {"n",
+"recall@K", "pseudo_recall@K", "n_pseudo", "index": {...}}}, ...}, fractions in [0, 1]), report.md,
+recall_at_k.png."""
+
+MBEIR_EPILOG = """\
+reads, under --root: query/<split>/mbeir_<dataset>_task<N>_<split>.jsonl, qrels/<split>/*_qrels.txt,
+instructions/query_instructions.tsv, cand_pool/local/mbeir_<dataset>_task<N>[_<split>]_cand_pool.jsonl
+(--pool local) or cand_pool/global/mbeir_union_<split>_cand_pool.jsonl (--pool union), and the images
+(paths relative to --root). Recall@K = 1 if any relevant candidate (qrels) is in the top K; K = 1, 5, 10
+(10, 20, 50 for Fashion200K and FashionIQ). "average" is UniIR's: the mean over dataset/task rows of R@5
+(R@10 for the fashion sets).
+outputs: retrieval.jsonl, metrics.json ({"average", "per_task": {task: {"dataset", "task_id", "task",
+"headline", "n", "recall@K", "index": {...}}}, ...}), report.md, recall_at_k.png."""
+
+
+def _retrieval_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``eval m2kr`` and ``eval mbeir`` share."""
+    parser.add_argument("--config", help="pipeline YAML; its encoder is evaluated (default: configs/cpu.yaml)")
+    parser.add_argument("--out", required=True, help="output directory (created; reused to resume)")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N queries of each task (smoke runs)")
+    parser.add_argument("--limit-passages", type=int, metavar="N",
+                        help="index at most N passages of each corpus file (smoke runs: recall is then not comparable)")
+    parser.add_argument("--store", metavar="PATH", help="store directory holding the corpus collections "
+                                                        "(default: the config's store.path)")
+    parser.add_argument("--depth", type=int, help="candidates retrieved per query (default: the largest K)")
+    parser.add_argument("--batch-size", type=int, default=64, help="queries per search batch (default 64)")
+    parser.add_argument("--exact", action="store_true", help="exhaustive search instead of the HNSW index")
+    parser.add_argument("--hnsw-ef", type=int, help="HNSW search beam (default: store.hnsw.hnsw_ef)")
+    parser.add_argument("--missing-images", choices=["text_only", "error"], default="text_only",
+                        help="a query whose image is missing or unreadable: encode it from its text, counted and "
+                             "reported with file and line (default), or stop")
+    parser.add_argument("--lenient", action="store_true",
+                        help="report and skip malformed query rows instead of stopping (corpus rows follow "
+                             "ingest.strict)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _register_m2kr(benchmarks: argparse._SubParsersAction) -> None:
+    parser = benchmarks.add_parser(
+        "m2kr", help="M2KR retrieval recall (ReT / PreFLMR convention)",
+        description="Index each M2KR task's passage corpus into its own collection (resumable; skipped when\n"
+                    "already built with the same encoder), retrieve every query with its own instruction, and\n"
+                    "report Recall@K and pseudo-Recall@K (K = 1, 2, 3, 5, 10, 50, 100) per task and overall.",
+        epilog=M2KR_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", metavar="DIR", help="the M2KR dataset folder (<Task>_data/, <Task>_passages/)")
+    where.add_argument("--queries", nargs="+", metavar="Q.jsonl", help="ReT-M2KR query files")
+    parser.add_argument("--passages", nargs="+", metavar="P.jsonl", help="ReT-M2KR passage files, one per --queries")
+    parser.add_argument("--images", metavar="ROOT", help="image root (default: --data, or the queries' folder)")
+    parser.add_argument("--tasks", help="--data: comma-separated tasks to run (e.g. EVQA,Infoseek,OKVQA); "
+                                        "--queries: a name for each queries file")
+    parser.add_argument("--split", default="test", help="--data: the split (default test)")
+    parser.add_argument("--ks", default=",".join(str(k) for k in (1, 2, 3, 5, 10, 50, 100)),
+                        help="recall cut-offs (default 1,2,3,5,10,50,100)")
+    _retrieval_arguments(parser)
+    parser.set_defaults(func=run_m2kr)
+
+
+def _register_mbeir(benchmarks: argparse._SubParsersAction) -> None:
+    parser = benchmarks.add_parser(
+        "mbeir", help="M-BEIR retrieval recall (UniIR convention), local or union pool",
+        description="Index M-BEIR candidate pools with their images (resumable; skipped when already built\n"
+                    "with the same encoder), retrieve every query with its task's instruction, and report\n"
+                    "Recall@K per dataset/task and UniIR's average.",
+        epilog=MBEIR_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--root", required=True, metavar="M-BEIR/", help="the M-BEIR dataset folder")
+    parser.add_argument("--split", default="test", help="query split (default test)")
+    parser.add_argument("--tasks", help="comma-separated dataset/tasks or datasets (e.g. mscoco_task0,webqa; "
+                                        "default: all)")
+    parser.add_argument("--pool", choices=["local", "union"], default="local",
+                        help="search each task's own pool (default) or the union pool")
+    parser.add_argument("--no-instruction", action="store_true", help="queries without UniIR's instructions")
+    _retrieval_arguments(parser)
+    parser.set_defaults(func=run_mbeir)
 
 
 def register_score(subparsers: argparse._SubParsersAction) -> None:
@@ -271,3 +387,67 @@ def run_eval(args: argparse.Namespace) -> int:
                                 batch_size=args.batch_size, ks=ks, show_progress=not args.no_progress)
     print(json.dumps(metrics, indent=2))
     return 0
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+def _run_retrieval(args: argparse.Namespace, config: Any, benchmark: Any, prefix: str) -> int:
+    from rag.corpora import CorpusCollections  # the composition root builds the encoder and the collections
+
+    from .retrieval_benchmark import run_retrieval_benchmark
+
+    for flag in ("limit", "limit_passages", "depth", "batch_size", "hnsw_ef"):
+        value = getattr(args, flag)
+        if value is not None and value < (0 if flag.startswith("limit") else 1):
+            raise ConfigError(f"must be >= {0 if flag.startswith('limit') else 1}, got {value}",
+                              "--" + flag.replace("_", "-"))
+    collections = CorpusCollections(config, prefix=prefix)
+    metrics = run_retrieval_benchmark(
+        benchmark, collections, args.out, depth=args.depth, batch_size=args.batch_size,
+        encode_batch_size=config.encoder.batch_size, instruction=config.retrieval.instruction,
+        use_image=config.retrieval.use_image, passage_limit=args.limit_passages, exact=args.exact,
+        hnsw_ef=args.hnsw_ef, show_progress=not args.no_progress,
+    )
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _retrieval_config(args: argparse.Namespace) -> Any:
+    from rag.config import load_pipeline_config
+
+    config = load_pipeline_config(args.config)  # a config mistake is reported before any data is read
+    return config.override({"store.path": args.store})
+
+
+def run_m2kr(args: argparse.Namespace) -> int:
+    from .retrieval_benchmark import load_m2kr
+
+    config = _retrieval_config(args)
+    try:
+        ks = [int(x) for x in _csv(args.ks) or []]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated integers, got {args.ks!r}", "--ks") from None
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"expected positive integers, got {args.ks!r}", "--ks")
+    if args.queries and not args.passages:
+        raise ConfigError("required with --queries (the passages each queries file searches)", "--passages")
+    if args.queries and not args.images:
+        raise ConfigError("required with --queries (the root image_path and passage_image_path are relative to)",
+                          "--images")
+    benchmark = load_m2kr(data=args.data, tasks=_csv(args.tasks), split=args.split, queries=args.queries,
+                          passages=args.passages, images=args.images, limit=args.limit,
+                          missing_images=args.missing_images, strict=not args.lenient, ks=ks,
+                          show_progress=not args.no_progress)
+    return _run_retrieval(args, config, benchmark, "m2kr")
+
+
+def run_mbeir(args: argparse.Namespace) -> int:
+    from .retrieval_benchmark import load_mbeir
+
+    config = _retrieval_config(args)
+    benchmark = load_mbeir(args.root, split=args.split, tasks=_csv(args.tasks), pool=args.pool, limit=args.limit,
+                           missing_images=args.missing_images, strict=not args.lenient,
+                           instructions=not args.no_instruction, show_progress=not args.no_progress)
+    return _run_retrieval(args, config, benchmark, "mbeir")

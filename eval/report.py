@@ -1,12 +1,14 @@
-"""Markdown tables of evaluation results, for READMEs, papers' appendices and run logs.
+"""Markdown tables and plots of evaluation results, for READMEs, papers' appendices and run logs.
 
 :func:`markdown_report` takes named result dicts (the JSON of ``ret2vqa score infoseek``
 / ``score evqa``, or ``{k: recall}`` from :mod:`eval.retrieval`) and renders one table
-per kind, recognised by shape.
+per kind, recognised by shape. :func:`plot_recall_at_k` draws recall@k curves; every
+``ret2vqa eval`` run writes one (``recall_at_k.png``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 
@@ -57,14 +59,14 @@ def evqa_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     return table
 
 
-def recall_table(results: Mapping[str, Mapping[int, float]], percent: bool = True) -> str:
-    """One row per run/level, one column per k (``R@k``), in percent by default."""
+def recall_table(results: Mapping[str, Mapping[int, float]], percent: bool = True, label: str = "run") -> str:
+    """One row per run/level (first column headed ``label``), one column per k (``R@k``), in percent by default."""
     ks = sorted({int(k) for r in results.values() for k in r})
     rows = []
     for name, r in results.items():
         by_k = {int(k): v for k, v in r.items()}
         rows.append([name] + [float(by_k[k]) * (100 if percent else 1) if k in by_k else None for k in ks])
-    return _table(["run"] + [f"R@{k}" for k in ks], rows)
+    return _table([label] + [f"R@{k}" for k in ks], rows)
 
 
 def _kind(result: Mapping[str, Any]) -> str:
@@ -90,3 +92,34 @@ def markdown_report(results: Mapping[str, Mapping[str, Any]], title: str = "Eval
     if "recall" in groups:
         sections.append("## Retrieval recall@k (%)\n\n" + recall_table(groups["recall"]))
     return "\n\n".join(sections) + "\n"
+
+
+def plot_recall_at_k(recalls: Mapping[str, Mapping[int, float]], path: str | Path, title: str) -> None:
+    """Recall@k curves (one per name, k on a log axis, recall in percent) saved to ``path``.
+
+    Names containing ``pseudo`` are dashed, so passage recall and pseudo-recall of one run
+    can share a plot.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for name, values in recalls.items():
+        ks = sorted(values)
+        ax.plot(ks, [100 * values[k] for k in ks], marker="o", label=name.replace("_", " "),
+                linestyle="--" if "pseudo" in name else "-")
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k (%)")
+    ax.set_ylim(0, 100)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted({k for v in recalls.values() for k in v}))
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    if recalls:
+        ax.legend(fontsize="small" if len(recalls) > 4 else None)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

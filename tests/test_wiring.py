@@ -42,6 +42,11 @@ def commands(config: Path, tmp: Path) -> dict[str, list[str]]:
                           str(tmp), "--out", str(tmp / "o1"), "--no-progress"],
         "eval evqa": ["eval", "evqa", "--config", str(config), "--questions", str(csv), "--images", str(tmp),
                       "--out", str(tmp / "o2"), "--no-progress"],
+        "eval m2kr": ["eval", "m2kr", "--config", str(config), "--queries", str(FIXTURES / "m2kr/ret/okvqa_test.jsonl"),
+                      "--passages", str(FIXTURES / "m2kr/ret/okvqa_passages_test.jsonl"), "--images", str(tmp),
+                      "--out", str(tmp / "o3"), "--no-progress"],
+        "eval mbeir": ["eval", "mbeir", "--config", str(config), "--root", str(FIXTURES / "mbeir/M-BEIR"),
+                       "--out", str(tmp / "o4"), "--no-progress"],
         "demo": ["demo", "--config", str(config), "--store", str(tmp / "demo")],
         "doctor": ["doctor", "--config", str(config)],
     }

@@ -1,6 +1,6 @@
 """``ret2vqa index build`` and ``ret2vqa index info``: fill a Qdrant collection from a KB, inspect it.
 
-``index build --config CONFIG --kb FILE --format {evqa,infoseek,m2kr,jsonl}`` reads the
+``index build --config CONFIG --kb FILE --format {evqa,infoseek,m2kr,mbeir,jsonl}`` reads the
 KB, encodes passages with the ReT-2 encoder of the config and upserts them, with a
 progress bar; run it again after an interruption (Ctrl-C, a crash, kill -9) and it
 resumes where the last saved batch ended. ``--store PATH`` / ``--url URL`` /
@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Any
 
-FORMATS = ("evqa", "infoseek", "m2kr", "jsonl")
+FORMATS = ("evqa", "infoseek", "m2kr", "mbeir", "jsonl")
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:

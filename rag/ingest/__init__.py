@@ -6,7 +6,8 @@
 >>> print(report.summary())                                                                                               # doctest: +SKIP
 
 Readers (:mod:`rag.ingest.readers`) stream passages from the E-VQA KB json, InfoSeek
-Wiki6M/Wiki100K jsonl, ReT-M2KR passage jsonl and generic jsonl; :func:`build_index`
+Wiki6M/Wiki100K jsonl, M2KR passages (ReT's jsonl or the dataset's parquet), M-BEIR
+candidate pools and generic jsonl; :func:`build_index`
 encodes them in batches, upserts them and checkpoints after every batch so that an
 interrupted build (kill -9 included) resumes without losing or duplicating passages.
 """
@@ -14,7 +15,17 @@ interrupted build (kill -9 included) resumes without losing or duplicating passa
 from .config import IngestConfig
 from .indexer import STATE_NAME, IndexReport, build_index
 from .passages import chunk_words, split_sentences
-from .readers import READERS, EVQAReader, InfoSeekReader, JsonlReader, KBReader, M2KRReader, Position, make_reader
+from .readers import (
+    READERS,
+    EVQAReader,
+    InfoSeekReader,
+    JsonlReader,
+    KBReader,
+    M2KRReader,
+    MBEIRReader,
+    Position,
+    make_reader,
+)
 
 __all__ = [
     "IngestConfig",
@@ -29,6 +40,7 @@ __all__ = [
     "JsonlReader",
     "KBReader",
     "M2KRReader",
+    "MBEIRReader",
     "Position",
     "make_reader",
 ]

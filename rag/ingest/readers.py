@@ -10,7 +10,10 @@ infoseek   InfoSeek ``Wiki6M_ver_1_0.jsonl(.gz)`` / Wiki100K  ``wikipedia_conten
            jsonl (``wikidata_id``, ``wikipedia_title``,      ``chunk_tokens``-word passages,
            ``wikipedia_content``, ``wikipedia_image_url``)    title prefixed
 m2kr       ReT-M2KR passages jsonl (``passage_id``,          one per row
-           ``passage_text``, ``passage_image_path``)
+           ``passage_text``, ``passage_image_path``), or
+           the M2KR dataset's ``<Task>_passages`` parquet
+mbeir      M-BEIR candidate pool jsonl (``did``, ``txt``,     one per candidate, with its image
+           ``img_path``, ``modality``)
 jsonl      generic jsonl (``id``, ``text``, optional         one per row; ``metadata`` fields are
            ``image``, optional ``metadata`` object)          copied into the payload
 =========  ================================================  =====================================
@@ -371,12 +374,26 @@ class _JsonlReader(KBReader):
 
 
 class M2KRReader(_JsonlReader):
-    """M2KR passage jsonl, parsed by :func:`eval.m2kr.parse_m2kr_passage` (``passage_id``,
+    """M2KR passages, parsed by :func:`eval.m2kr.parse_m2kr_passage` (``passage_id``,
     ``passage_text`` or ``passage_content``, optional ``passage_image_path`` relative to
-    ``image_root``, else to the KB file; other scalar fields go into the payload)."""
+    ``image_root``, else to the KB file; other scalar fields go into the payload).
+    jsonl (ReT-M2KR) or parquet (the M2KR dataset's ``<Task>_passages`` files; record
+    key = row number)."""
 
     format = "m2kr"
     key_field = None
+
+    def _records(self, start: int, errors: MalformedRows) -> Iterator[tuple[int, int | None, Any]]:
+        from eval.m2kr import iter_m2kr_rows
+
+        for line, row in iter_m2kr_rows(self.path, errors, start_line=start):
+            yield line, line, row
+
+    def count_records(self) -> int | None:
+        from eval.m2kr import count_m2kr_rows
+
+        rows = count_m2kr_rows(self.path)
+        return rows if rows is not None else _count_lines(self.path)
 
     def _passages(self, row: dict[str, Any], line: int | None) -> list[Passage]:
         from eval.m2kr import parse_m2kr_passage
@@ -387,6 +404,33 @@ class M2KRReader(_JsonlReader):
             return []
         payload = self._payload(m.text, image_path=m.image_path, source="m2kr", **m.extra)
         return [self._image_passage(m.passage_id, m.text, m.image_path, line, payload)]
+
+
+class MBEIRReader(_JsonlReader):
+    """An M-BEIR candidate pool (``cand_pool/{local,global}/mbeir_*_cand_pool.jsonl``), parsed by
+    :func:`eval.mbeir.parse_mbeir_candidate`: one passage per candidate, id = its ``did``, text
+    = UniIR's ``format_string(txt)``, encoded with its image (``img_path``, relative to the
+    M-BEIR root: ``image_root``, else the root the pool file sits in). Payload: ``did``,
+    ``modality``, ``dataset_id``, ``image_path``, ``text``."""
+
+    format = "mbeir"
+    key_field = None
+
+    def _passages(self, row: dict[str, Any], line: int | None) -> list[Passage]:
+        from eval.mbeir import format_string, parse_mbeir_candidate
+
+        c = parse_mbeir_candidate(row, self.path, line or 0)
+        text = format_string(c.text)
+        payload = self._payload(text, did=c.did, modality=c.modality, dataset_id=c.dataset_id,
+                                image_path=c.image_path, source="mbeir")
+        return [self._image_passage(c.did, text, c.image_path, line, payload)]
+
+    def _image_file(self, relative: str | None) -> str | None:
+        if not relative or self.config.image_root or Path(relative).is_absolute():
+            return super()._image_file(relative)
+        parent = self.path.parent  # <root>/cand_pool/{local,global}/<pool>.jsonl
+        root = parent.parent.parent if parent.parent.name == "cand_pool" else parent
+        return str(root / relative)
 
 
 _RESERVED = {"passage_id", "text", "image_path", "source"}
@@ -427,6 +471,7 @@ READERS: dict[str, type[KBReader]] = {
     "evqa": EVQAReader,
     "infoseek": InfoSeekReader,
     "m2kr": M2KRReader,
+    "mbeir": MBEIRReader,
     "jsonl": JsonlReader,
 }
 
