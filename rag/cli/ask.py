@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ret2vqa.argtypes import int_arg
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", help="the photo (omit for a text-only question)")
     parser.add_argument("--question", "-q", required=True, help="the question")
     parser.add_argument("--config", help="pipeline YAML (default: the CPU preset, configs/cpu.yaml)")
-    parser.add_argument("-k", "--k", type=int, help="passages given to the generator (default: retrieval.k; 0: none)")
+    parser.add_argument("-k", "--k", type=int_arg(min=0), help="passages given to the generator (default: retrieval.k; 0: none)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--show-prompt", action="store_true", help="also print the prompt given to the generator")
     parser.set_defaults(func=run)

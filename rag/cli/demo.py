@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from ret2vqa.argtypes import int_arg
+
 TINY_BANNER = ("NOTE: --tiny uses tiny RANDOMLY INITIALISED models built offline from transformers config classes. "
                "The whole pipeline runs for real, but rankings and answers are MEANINGLESS.")
 
@@ -26,9 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny random models, fully offline (answers meaningless)")
     parser.add_argument("--config", help="pipeline YAML (default: configs/cpu.yaml, or configs/tiny.yaml with --tiny)")
     parser.add_argument("--store", help="store directory (default: ./ret2vqa-demo/<tiny|models>)")
-    parser.add_argument("-k", "--k", type=int, help="passages given to the generator (default: retrieval.k)")
-    parser.add_argument("--show", type=int, default=3, help="passages printed per question (default 3)")
-    parser.add_argument("--questions", type=int, help="ask only the first N demo questions")
+    parser.add_argument("-k", "--k", type=int_arg(min=0), help="passages given to the generator (default: retrieval.k)")
+    parser.add_argument("--show", type=int_arg(min=0), default=3, help="passages printed per question (default 3)")
+    parser.add_argument("--questions", type=int_arg(min=1), help="ask only the first N demo questions")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.set_defaults(func=run)
 

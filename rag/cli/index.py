@@ -19,6 +19,8 @@ import json
 import sys
 from typing import Any
 
+from ret2vqa.argtypes import int_arg
+
 FORMATS = ("evqa", "infoseek", "m2kr", "mbeir", "jsonl")
 
 
@@ -72,13 +74,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--kb", required=True, metavar="FILE", help="knowledge-base file")
     build.add_argument("--format", required=True, choices=FORMATS, help="KB format")
     add_store_arguments(build)
-    build.add_argument("--limit", type=int, metavar="N", help="index only the first N passages of the KB")
+    build.add_argument("--limit", type=int_arg(min=0), metavar="N", help="index only the first N passages of the KB")
     build.add_argument("--strict", action="store_true", help="stop at the first malformed row")
     build.add_argument("--restart", action="store_true", help="ignore saved progress and re-index from the start")
     build.add_argument("--encoder", metavar="NAME_OR_PATH",
                        help="override encoder.name_or_path ('tiny-random/clip' for tests)")
     build.add_argument("--device", help="override encoder.device (e.g. cuda, cuda:1, cpu)")
-    build.add_argument("--batch-size", type=int, metavar="N", help="override ingest.batch_size (passages per checkpoint)")
+    build.add_argument("--batch-size", type=int_arg(min=1), metavar="N", help="override ingest.batch_size (passages per checkpoint)")
     build.add_argument("--image-root", metavar="DIR", help="override ingest.image_root (local passage images)")
     build.add_argument("--no-optimize", action="store_true", help="do not build the HNSW index at the end")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
