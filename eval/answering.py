@@ -26,7 +26,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from tqdm.auto import tqdm
 
-from ret2vqa.errors import ConfigError, InputError
+from ret2vqa.errors import ConfigError, InputError, RowError
 from ret2vqa.io import MalformedRows, iter_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class Benchmark:
     score: Callable[[dict[Any, str]], dict[str, Any] | None]
     notes: list[str] = field(default_factory=list)
     missing_images: int = 0
+    source: str | None = None  # the questions file (resolved), recorded in the run metadata
 
 
 def _sibling(path: Path, suffix: str) -> Path | None:
@@ -88,7 +89,14 @@ def load_infoseek(
     limit: int | None = None, missing_images: str = "error", strict: bool = True,
 ) -> Benchmark:
     """InfoSeek questions (official jsonl) with OVEN images (sharded or flat layout under ``images``)."""
-    from eval.infoseek import OvenImageResolver, evaluate_predictions, iter_questions, load_entities, load_references
+    from eval.infoseek import (
+        OvenImageResolver,
+        empty_split_note,
+        iter_questions,
+        load_entities,
+        load_references,
+        score_predictions,
+    )
 
     questions = Path(questions)
     qtype = Path(qtype) if qtype else _sibling(questions, "_qtype")
@@ -98,9 +106,14 @@ def load_infoseek(
     resolver = OvenImageResolver(images)
     missing = 0
     items = []
+    first_line: dict[str, int] = {}
     for q in iter_questions(questions, errors, entities=entities):
+        if q.data_id in first_line:  # two answers for one id would be scored as one: never silently
+            raise RowError(questions, q.line, f"duplicate data_id {q.data_id!r} (first at line "
+                                              f"{first_line[q.data_id]}); each question needs its own id")
+        first_line[q.data_id] = q.line
         if limit is not None and len(items) >= limit:
-            break
+            continue  # read on: a duplicate id further down is still an error
         image = _image_or_policy(lambda: resolver.resolve(q.image_id), missing_images, missing < 5,
                                  f"{questions}:{q.line}")
         missing += image is None
@@ -115,17 +128,24 @@ def load_infoseek(
     if not withkb:
         notes.append("no *_withkb.jsonl file: entity recall@k is not computed (pass --withkb)")
     references = None
-    try:
-        references = load_references(questions, qtype)
-    except (ValueError, FileNotFoundError) as exc:
-        notes.append(f"answer accuracy not computed: {exc} (pass --qtype with the *_qtype.jsonl file)")
+    if qtype is None:
+        notes.append(f"answer accuracy not computed: no question-type file beside {questions} "
+                     f"(pass --qtype with the *_qtype.jsonl file)")
+    else:
+        # The rows were checked (and malformed ones reported) above; read them again with the
+        # same policy, quietly, so a lenient run scores the rows it kept.
+        references = load_references(questions, qtype, MalformedRows(strict=strict, max_logged=0))
 
     def score(predictions: dict[Any, str]) -> dict[str, Any] | None:
         if references is None:
             return None
-        return evaluate_predictions(predictions, references)
+        result = score_predictions(predictions, references)
+        note = empty_split_note(result)
+        if note and note not in notes:
+            notes.append(note)
+        return result.to_dict()
 
-    return Benchmark("infoseek", items, "data_id", score, notes, missing)
+    return Benchmark("infoseek", items, "data_id", score, notes, missing, str(questions.resolve()))
 
 
 def load_evqa(
@@ -182,7 +202,7 @@ def load_evqa(
 
     if partial:
         notes.append("a subset of the split was run: accuracy is over the questions answered (--missing ignore)")
-    return Benchmark("evqa", items, "question_id", score, notes, missing)
+    return Benchmark("evqa", items, "question_id", score, notes, missing, str(questions.resolve()))
 
 
 def _read_done(path: Path, key: str) -> dict[Any, dict[str, Any]]:
@@ -202,7 +222,9 @@ def _check_run_settings(out: Path, settings: dict[str, Any], done: str = PREDICT
     path = out / RUN
     if path.is_file() and (out / done).is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
-        changed = {key: (previous.get(key), value) for key, value in settings.items() if previous.get(key) != value}
+        # A key an older run did not record cannot be compared: it is recorded from now on.
+        changed = {key: (previous[key], value) for key, value in settings.items()
+                   if key in previous and previous[key] != value}
         if changed:
             what = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
             raise ConfigError(
@@ -251,6 +273,8 @@ def run_benchmark(
     ks = sorted({int(x) for x in ks if int(x) <= depth}) or [depth]
     _check_run_settings(out, {
         "benchmark": benchmark.name,
+        "questions": benchmark.source,
+        "store": pipeline.config.store.describe(),
         "encoder": getattr(pipeline.encoder, "name_or_path", None),
         "encoder_fingerprint": getattr(pipeline.encoder, "fingerprint", None),
         "generator": getattr(getattr(pipeline.generator, "config", None), "model", None),

@@ -311,7 +311,7 @@ def _emit(args: argparse.Namespace, result: dict[str, Any], per_example: list[di
 
 
 def run_infoseek(args: argparse.Namespace) -> int:
-    from .infoseek import load_references, score_predictions
+    from .infoseek import empty_split_note, load_references, score_predictions
     from .predictions import parse_data_id, read_predictions
 
     references = load_references(args.ref, args.qtype)
@@ -334,6 +334,9 @@ def run_infoseek(args: argparse.Namespace) -> int:
         _warn(f"{count} question(s) have question_type {qtype!r}: scored as String, as the official evaluator does")
     if not result.examples:
         _warn("no prediction matches a reference question: every score is 0")
+    note = empty_split_note(result)
+    if note:
+        _warn(note)
     _emit(args, result.to_dict(), result.per_example(), "infoseek")
     return 0
 
