@@ -213,7 +213,8 @@ class PromptBuilder:
             if n <= budget:
                 break
             q_tokens = _TokenPrefixes(self.tokenizer, question)
-            keep = len(q_tokens) - (n - budget) - 1
+            marker = len(self.tokenizer(self.config.truncation_marker, add_special_tokens=False)["input_ids"])
+            keep = len(q_tokens) - (n - budget) - marker - 1
             if keep < 1:
                 break
             if self.long_question == "error":

@@ -127,11 +127,16 @@ class Utf8Reader(io.TextIOBase):
     def read(self, size: int | None = -1) -> str:
         if size is None or size < 0:
             return self._decode(self._raw.read(), True)
-        while True:
-            data = self._raw.read(max(size, 1))
+        parts: list[str] = []
+        got = 0
+        while got < size:  # bytes >= characters, so reading what is missing never overshoots
+            data = self._raw.read(max(size - got, 1))
             text = self._decode(data, not data)
-            if text or not data:  # a read may end inside a multi-byte character: read on
-                return text
+            parts.append(text)
+            got += len(text)
+            if not data:
+                break
+        return "".join(parts)
 
     def readline(self, size: int | None = -1) -> str:
         while True:
