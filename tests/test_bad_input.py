@@ -295,6 +295,8 @@ def test_lost_points_of_another_kb_refuse_with_instructions(tiny_config, tmp_pat
 
 @pytest.mark.parametrize("damage", ["vector", "payload"])
 def test_truncated_store_files_are_a_clean_error(tiny_config, tmp_path, capsys, damage):
+    from rag.demo import KB_FILE
+
     config = small_config(tmp_path, tiny_config)
     _build_demo(capsys, config)
     shard = tmp_path / "store" / "kb" / "shard"
@@ -310,7 +312,28 @@ def test_truncated_store_files_are_a_clean_error(tiny_config, tmp_path, capsys, 
     rc, out, err = cli(capsys, "index", "verify", "--config", config)
     assert rc == 2 and "problem: its points cannot be read back" in out and "is damaged" in err
     rc, out, _ = cli(capsys, "index", "info", "--config", config)
-    assert rc in (0, 2) and ("PROBLEM" in out or rc == 2)
+    assert rc == 0 and "PROBLEM          its points cannot be read back" in out and "move the collection away" in out
+    rc, _, err = cli(capsys, "index", "build", "--config", config, "--kb", KB_FILE, "--format", "jsonl",
+                     "--no-progress")
+    assert rc == 2 and "embedded collection 'kb'" in err and "Move the collection away and build it again" in err
+
+
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_sample_reads_points_back_on_every_backend(tmp_path, backend):
+    from rag.ingest.integrity import verify_collection
+    from rag.store import CollectionMetadata, StoreConfig, open_store
+
+    config = (StoreConfig(path=str(tmp_path), collection="kb") if backend == "edge"
+              else StoreConfig(backend="server", url=":memory:", collection="kb"))
+    vectors = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    with open_store(config, expect=CollectionMetadata(encoder_name="x", dim=8), create=True) as store:
+        store.upsert([f"p{i}" for i in range(5)], vectors, [{"text": f"t{i}"} for i in range(5)])
+        sample = store.sample(3)
+        assert len(sample) == 3 and all(p.vector.shape == (8,) and p.id.startswith("p") for p in sample)
+        assert len(store.sample(10, with_vectors=False)) == 5 and store.sample(0) == []
+        report = verify_collection(store, {"a": {"points": 5}})
+        assert report.ok and report.count == 5 and report.sampled == 5 and report.searched
+        assert verify_collection(store, {"a": {"points": 7}}).repairable
 
 
 # 6. Silent or misleading results: wrong --format, duplicate ids, negative counts, resuming another run -------------

@@ -144,6 +144,7 @@ def collection_info(config: Any) -> dict[str, Any]:
             problem = count_problem(info["count"], info["expected_points"])
             check = verify_collection(store, info["ingest"], sample=8, search=False)  # cheap: a few points read back
             info["problems"] = ([problem] if problem else []) + [p for p in check.problems if p != problem]
+            info["repairable"] = bool(problem) and info["problems"] == [problem]
             return info
     except StoreLockedError as exc:
         info = EdgeStore.peek(config.store)
@@ -185,8 +186,9 @@ def format_info(info: dict[str, Any]) -> str:
     if info.get("note"):
         rows.append(("note", info["note"]))
     for problem in info.get("problems") or []:
-        rows.append(("PROBLEM", f"{problem} (details: `ret2vqa index verify`; `ret2vqa index build` with the same "
-                                f"--kb repairs lost points)"))
+        fix = ("`ret2vqa index build` with the same --kb repairs lost points" if info.get("repairable")
+               else "move the collection away and build it again")
+        rows.append(("PROBLEM", f"{problem} (details: `ret2vqa index verify`; {fix})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

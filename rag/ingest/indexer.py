@@ -33,7 +33,7 @@ from ret2vqa.io import MalformedRows
 from ret2vqa.passage import Passage
 
 from .distributed import SingleProcess, detect_processes
-from .integrity import count_problem, expected_points
+from .integrity import count_problem, expected_points, verify_collection
 from .readers import KBReader, Position, make_reader
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -269,6 +269,9 @@ def build_index(
             states = store.load_state(STATE_NAME) or {}
             key = reader.source_hash()
             count = store.count()
+            files = verify_collection(store, states, sample=8, search=False)  # a few points read back: cheap
+            if not files.ok and not files.repairable:
+                raise files.error()
             missing = count_problem(count, expected_points(states))
             repaired = 0
             if missing and key in states:

@@ -62,11 +62,15 @@ class IntegrityReport:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
 
+    @property
+    def repairable(self) -> bool:
+        """Only points are missing (``index build`` re-indexes them); other damage needs a rebuild."""
+        return self.problems == [count_problem(self.count or 0, self.expected)]
+
     def error(self) -> CollectionDamagedError:
-        return CollectionDamagedError(
-            f"{self.collection} is damaged: {'; '.join(self.problems)}. Run `ret2vqa index build` with the same "
-            f"--kb and --format to re-index the missing passages, or move the collection away and build it again"
-        )
+        fix = ("Run `ret2vqa index build` with the same --kb and --format to re-index the missing passages"
+               if self.repairable else "Move the collection away and build it again with `ret2vqa index build`")
+        return CollectionDamagedError(f"{self.collection} is damaged: {'; '.join(self.problems)}. {fix}")
 
 
 def count_problem(count: int, expected: int | None) -> str | None:
