@@ -62,6 +62,7 @@ class Benchmark:
     notes: list[str] = field(default_factory=list)
     missing_images: int = 0
     source: str | None = None  # the questions file (resolved), recorded in the run metadata
+    image_policy: str = "error"  # an image that exists but cannot be decoded: "error" or "text_only"
 
 
 def _sibling(path: Path, suffix: str) -> Path | None:
@@ -145,7 +146,7 @@ def load_infoseek(
             notes.append(note)
         return result.to_dict()
 
-    return Benchmark("infoseek", items, "data_id", score, notes, missing, str(questions.resolve()))
+    return Benchmark("infoseek", items, "data_id", score, notes, missing, str(questions.resolve()), missing_images)
 
 
 def load_evqa(
@@ -202,7 +203,7 @@ def load_evqa(
 
     if partial:
         notes.append("a subset of the split was run: accuracy is over the questions answered (--missing ignore)")
-    return Benchmark("evqa", items, "question_id", score, notes, missing, str(questions.resolve()))
+    return Benchmark("evqa", items, "question_id", score, notes, missing, str(questions.resolve()), missing_images)
 
 
 def _read_done(path: Path, key: str) -> dict[Any, dict[str, Any]]:
@@ -232,6 +233,31 @@ def _check_run_settings(out: Path, settings: dict[str, Any], done: str = PREDICT
                 "Use another --out, or delete the directory to start over.", "--out"
             )
     path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+def _retrieve(pipeline: Any, benchmark: Benchmark, batch: list[BenchmarkQuestion], queries: list[dict[str, Any]],
+              depth: int, timings: dict[str, float]) -> list[list[Any]]:
+    """Retrieve for ``queries``; an image that cannot be decoded follows the benchmark's image policy.
+
+    Under ``text_only`` the question is answered without it (logged and counted as a missing
+    image, like a file that is not there); under ``error`` the run stops naming the question.
+    """
+    if not depth:
+        return [[] for _ in batch]
+    while True:
+        try:
+            return pipeline.retrieve_batch(queries, k=depth, timings=timings)
+        except InputError as exc:  # an item error (retriever.ItemError) names the item's index
+            index = getattr(exc, "index", None)
+            if not isinstance(index, int) or not 0 <= index < len(queries) or queries[index]["image"] is None:
+                raise
+            question = batch[index]
+            if benchmark.image_policy != "text_only":
+                raise InputError(f"question {question.id!r}: {exc} (pass --missing-images text_only to answer "
+                                 f"such questions without their image)") from exc
+            logger.warning("question %r: %s; answering without the image", question.id, exc)
+            queries[index]["image"] = None
+            benchmark.missing_images += 1
 
 
 def _recalls(benchmark: Benchmark, rankings: Sequence[dict[str, Any]], ks: list[int]) -> dict[str, dict[int, float]]:
@@ -299,7 +325,7 @@ def run_benchmark(
         queries = [{"question": q.question, "image": q.image} for q in batch]
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        retrieved = pipeline.retrieve_batch(queries, k=depth, timings=timings) if depth else [[] for _ in batch]
+        retrieved = _retrieve(pipeline, benchmark, batch, queries, depth, timings)
         answers = pipeline.generate_batch(queries, [r[:k] for r in retrieved], timings=timings, started=t0)
         # Passage texts are not stored (they would dwarf the file): the pseudo-recall hit rank is kept instead.
         pseudo = pseudo_hit_ranks([[p.text for p in r] for r in retrieved], [q.answers for q in batch], on_empty="miss")

@@ -163,6 +163,21 @@ def test_hostile_images_are_per_item_errors(tiny_config, tmp_path, capsys):
     assert rc == 2 and str(cut) in err
 
 
+def test_eval_hostile_question_image_follows_the_image_policy(tiny_config, tmp_path, capsys):
+    rows = _fixture_rows(3)
+    questions = _infoseek_split(tmp_path, rows)
+    image_id = rows[1]["image_id"]
+    bomb_png(tmp_path / "images" / image_id[-8:-6] / f"{image_id}.jpg")
+    args = ["eval", "infoseek", "--config", tiny_config, "--questions", questions, "--images", tmp_path / "images",
+            "--no-progress"]
+    rc, _, err = cli(capsys, *args, "--out", tmp_path / "a")
+    assert rc == 2 and rows[1]["data_id"] in err and image_id in err and "--missing-images text_only" in err
+    rc, out, _ = cli(capsys, *args, "--out", tmp_path / "b", "--missing-images", "text_only")
+    metrics = json.loads(out)
+    assert rc == 0 and metrics["n_questions"] == 3 and metrics["missing_images"] == 1
+    assert len((tmp_path / "b" / "predictions.jsonl").read_text().splitlines()) == 3
+
+
 # 3. eval --lenient scores what it kept; duplicate question ids; the --qtype note ------------------------------------
 
 
