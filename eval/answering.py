@@ -128,14 +128,18 @@ def load_infoseek(
         notes.append(f"{questions}: {errors.summary()}")
     if not withkb:
         notes.append("no *_withkb.jsonl file: entity recall@k is not computed (pass --withkb)")
-    references = None
-    if qtype is None:
-        notes.append(f"answer accuracy not computed: no question-type file beside {questions} "
-                     f"(pass --qtype with the *_qtype.jsonl file)")
-    else:
-        # The rows were checked (and malformed ones reported) above; read them again with the
-        # same policy, quietly, so a lenient run scores the rows it kept.
-        references = load_references(questions, qtype, MalformedRows(strict=strict, max_logged=0))
+    # The rows were checked (and malformed ones reported) above; read them again as references
+    # quietly, so a lenient run scores the rows it kept. Without a qtype file the rows must carry
+    # question_type themselves (the evaluator's internal form).
+    ref_errors = MalformedRows(strict=strict and qtype is not None, max_logged=0)
+    references = load_references(questions, qtype, ref_errors)
+    if ref_errors.count > errors.count:  # rows the questions reader kept but the scorer cannot use
+        if qtype is None:
+            references = None
+            notes.append(f"answer accuracy not computed: no question-type file beside {questions} and its rows "
+                         f"carry no question_type (pass --qtype with the *_qtype.jsonl file)")
+        else:
+            notes.append(f"answer accuracy leaves out rows it cannot score: {ref_errors.summary()}")
 
     def score(predictions: dict[Any, str]) -> dict[str, Any] | None:
         if references is None:
