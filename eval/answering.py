@@ -26,7 +26,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from tqdm.auto import tqdm
 
-from ret2vqa.errors import ConfigError, InputError
+from ret2vqa.errors import ConfigError, InputError, RowError
 from ret2vqa.io import MalformedRows, iter_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class Benchmark:
     score: Callable[[dict[Any, str]], dict[str, Any] | None]
     notes: list[str] = field(default_factory=list)
     missing_images: int = 0
+    source: str | None = None  # the questions file (resolved), recorded in the run metadata
+    image_policy: str = "error"  # an image that exists but cannot be decoded: "error" or "text_only"
 
 
 def _sibling(path: Path, suffix: str) -> Path | None:
@@ -88,7 +90,14 @@ def load_infoseek(
     limit: int | None = None, missing_images: str = "error", strict: bool = True,
 ) -> Benchmark:
     """InfoSeek questions (official jsonl) with OVEN images (sharded or flat layout under ``images``)."""
-    from eval.infoseek import OvenImageResolver, evaluate_predictions, iter_questions, load_entities, load_references
+    from eval.infoseek import (
+        OvenImageResolver,
+        empty_split_note,
+        iter_questions,
+        load_entities,
+        load_references,
+        score_predictions,
+    )
 
     questions = Path(questions)
     qtype = Path(qtype) if qtype else _sibling(questions, "_qtype")
@@ -98,9 +107,14 @@ def load_infoseek(
     resolver = OvenImageResolver(images)
     missing = 0
     items = []
+    first_line: dict[str, int] = {}
     for q in iter_questions(questions, errors, entities=entities):
+        if q.data_id in first_line:  # two answers for one id would be scored as one: never silently
+            raise RowError(questions, q.line, f"duplicate data_id {q.data_id!r} (first at line "
+                                              f"{first_line[q.data_id]}); each question needs its own id")
+        first_line[q.data_id] = q.line
         if limit is not None and len(items) >= limit:
-            break
+            continue  # read on: a duplicate id further down is still an error
         image = _image_or_policy(lambda: resolver.resolve(q.image_id), missing_images, missing < 5,
                                  f"{questions}:{q.line}")
         missing += image is None
@@ -114,18 +128,29 @@ def load_infoseek(
         notes.append(f"{questions}: {errors.summary()}")
     if not withkb:
         notes.append("no *_withkb.jsonl file: entity recall@k is not computed (pass --withkb)")
-    references = None
-    try:
-        references = load_references(questions, qtype)
-    except (ValueError, FileNotFoundError) as exc:
-        notes.append(f"answer accuracy not computed: {exc} (pass --qtype with the *_qtype.jsonl file)")
+    # The rows were checked (and malformed ones reported) above; read them again as references
+    # quietly, so a lenient run scores the rows it kept. Without a qtype file the rows must carry
+    # question_type themselves (the evaluator's internal form).
+    ref_errors = MalformedRows(strict=strict and qtype is not None, max_logged=0)
+    references = load_references(questions, qtype, ref_errors)
+    if ref_errors.count > errors.count:  # rows the questions reader kept but the scorer cannot use
+        if qtype is None:
+            references = None
+            notes.append(f"answer accuracy not computed: no question-type file beside {questions} and its rows "
+                         f"carry no question_type (pass --qtype with the *_qtype.jsonl file)")
+        else:
+            notes.append(f"answer accuracy leaves out rows it cannot score: {ref_errors.summary()}")
 
     def score(predictions: dict[Any, str]) -> dict[str, Any] | None:
         if references is None:
             return None
-        return evaluate_predictions(predictions, references)
+        result = score_predictions(predictions, references)
+        note = empty_split_note(result)
+        if note and note not in notes:
+            notes.append(note)
+        return result.to_dict()
 
-    return Benchmark("infoseek", items, "data_id", score, notes, missing)
+    return Benchmark("infoseek", items, "data_id", score, notes, missing, str(questions.resolve()), missing_images)
 
 
 def load_evqa(
@@ -182,7 +207,7 @@ def load_evqa(
 
     if partial:
         notes.append("a subset of the split was run: accuracy is over the questions answered (--missing ignore)")
-    return Benchmark("evqa", items, "question_id", score, notes, missing)
+    return Benchmark("evqa", items, "question_id", score, notes, missing, str(questions.resolve()), missing_images)
 
 
 def _read_done(path: Path, key: str) -> dict[Any, dict[str, Any]]:
@@ -202,7 +227,9 @@ def _check_run_settings(out: Path, settings: dict[str, Any], done: str = PREDICT
     path = out / RUN
     if path.is_file() and (out / done).is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
-        changed = {key: (previous.get(key), value) for key, value in settings.items() if previous.get(key) != value}
+        # A key an older run did not record cannot be compared: it is recorded from now on.
+        changed = {key: (previous[key], value) for key, value in settings.items()
+                   if key in previous and previous[key] != value}
         if changed:
             what = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
             raise ConfigError(
@@ -210,6 +237,31 @@ def _check_run_settings(out: Path, settings: dict[str, Any], done: str = PREDICT
                 "Use another --out, or delete the directory to start over.", "--out"
             )
     path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+def _retrieve(pipeline: Any, benchmark: Benchmark, batch: list[BenchmarkQuestion], queries: list[dict[str, Any]],
+              depth: int, timings: dict[str, float]) -> list[list[Any]]:
+    """Retrieve for ``queries``; an image that cannot be decoded follows the benchmark's image policy.
+
+    Under ``text_only`` the question is answered without it (logged and counted as a missing
+    image, like a file that is not there); under ``error`` the run stops naming the question.
+    """
+    if not depth:
+        return [[] for _ in batch]
+    while True:
+        try:
+            return pipeline.retrieve_batch(queries, k=depth, timings=timings)
+        except InputError as exc:  # an item error (retriever.ItemError) names the item's index
+            index = getattr(exc, "index", None)
+            if not isinstance(index, int) or not 0 <= index < len(queries) or queries[index]["image"] is None:
+                raise
+            question = batch[index]
+            if benchmark.image_policy != "text_only":
+                raise InputError(f"question {question.id!r}: {exc} (pass --missing-images text_only to answer "
+                                 f"such questions without their image)") from exc
+            logger.warning("question %r: %s; answering without the image", question.id, exc)
+            queries[index]["image"] = None
+            benchmark.missing_images += 1
 
 
 def _recalls(benchmark: Benchmark, rankings: Sequence[dict[str, Any]], ks: list[int]) -> dict[str, dict[int, float]]:
@@ -251,6 +303,8 @@ def run_benchmark(
     ks = sorted({int(x) for x in ks if int(x) <= depth}) or [depth]
     _check_run_settings(out, {
         "benchmark": benchmark.name,
+        "questions": benchmark.source,
+        "store": pipeline.config.store.describe(),
         "encoder": getattr(pipeline.encoder, "name_or_path", None),
         "encoder_fingerprint": getattr(pipeline.encoder, "fingerprint", None),
         "generator": getattr(getattr(pipeline.generator, "config", None), "model", None),
@@ -275,7 +329,7 @@ def run_benchmark(
         queries = [{"question": q.question, "image": q.image} for q in batch]
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        retrieved = pipeline.retrieve_batch(queries, k=depth, timings=timings) if depth else [[] for _ in batch]
+        retrieved = _retrieve(pipeline, benchmark, batch, queries, depth, timings)
         answers = pipeline.generate_batch(queries, [r[:k] for r in retrieved], timings=timings, started=t0)
         # Passage texts are not stored (they would dwarf the file): the pseudo-recall hit rank is kept instead.
         pseudo = pseudo_hit_ranks([[p.text for p in r] for r in retrieved], [q.answers for q in batch], on_empty="miss")

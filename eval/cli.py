@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ret2vqa.argtypes import int_arg, int_list_arg
 from ret2vqa.errors import ConfigError
 
 INFOSEEK_EPILOG = """\
@@ -100,11 +101,11 @@ def _register_answering(benchmarks: argparse._SubParsersAction, name: str) -> No
                         help="infoseek: OVEN images (sharded NN/ or flat); evqa: <dir>/<image_id>.jpg, or "
                              "inaturalist/ + landmarks/ in the official layouts")
     parser.add_argument("--out", required=True, help="output directory (created; reused to resume)")
-    parser.add_argument("--limit", type=int, help="only the first N questions")
-    parser.add_argument("-k", "--k", type=int, help="passages given to the generator (default: retrieval.k)")
-    parser.add_argument("--depth", type=int, help="retrieval depth for recall@k (default: max(k, 20))")
-    parser.add_argument("--ks", default="1,5,10,20", help="recall cut-offs, comma-separated (default 1,5,10,20)")
-    parser.add_argument("--batch-size", type=int, default=16, help="questions per retrieval/generation step")
+    parser.add_argument("--limit", type=int_arg(min=1), help="only the first N questions")
+    parser.add_argument("-k", "--k", type=int_arg(min=0), help="passages given to the generator (default: retrieval.k)")
+    parser.add_argument("--depth", type=int_arg(min=1), help="retrieval depth for recall@k (default: max(k, 20))")
+    parser.add_argument("--ks", type=int_list_arg(min=1), default="1,5,10,20", help="recall cut-offs, comma-separated (default 1,5,10,20)")
+    parser.add_argument("--batch-size", type=int_arg(min=1), default=16, help="questions per retrieval/generation step")
     parser.add_argument("--missing-images", choices=["error", "text_only"], default="error",
                         help="a question whose image file is missing: stop (default) or answer without it")
     parser.add_argument("--lenient", action="store_true",
@@ -149,15 +150,15 @@ def _retrieval_arguments(parser: argparse.ArgumentParser) -> None:
     """What ``eval m2kr`` and ``eval mbeir`` share."""
     parser.add_argument("--config", help="pipeline YAML; its encoder is evaluated (default: configs/cpu.yaml)")
     parser.add_argument("--out", required=True, help="output directory (created; reused to resume)")
-    parser.add_argument("--limit", type=int, metavar="N", help="only the first N queries of each task (smoke runs)")
-    parser.add_argument("--limit-passages", type=int, metavar="N",
+    parser.add_argument("--limit", type=int_arg(min=1), metavar="N", help="only the first N queries of each task (smoke runs)")
+    parser.add_argument("--limit-passages", type=int_arg(min=1), metavar="N",
                         help="index at most N passages of each corpus file (smoke runs: recall is then not comparable)")
     parser.add_argument("--store", metavar="PATH", help="store directory holding the corpus collections "
                                                         "(default: the config's store.path)")
-    parser.add_argument("--depth", type=int, help="candidates retrieved per query (default: the largest K)")
-    parser.add_argument("--batch-size", type=int, default=64, help="queries per search batch (default 64)")
+    parser.add_argument("--depth", type=int_arg(min=1), help="candidates retrieved per query (default: the largest K)")
+    parser.add_argument("--batch-size", type=int_arg(min=1), default=64, help="queries per search batch (default 64)")
     parser.add_argument("--exact", action="store_true", help="exhaustive search instead of the HNSW index")
-    parser.add_argument("--hnsw-ef", type=int, help="HNSW search beam (default: store.hnsw.hnsw_ef)")
+    parser.add_argument("--hnsw-ef", type=int_arg(min=1), help="HNSW search beam (default: store.hnsw.hnsw_ef)")
     parser.add_argument("--missing-images", choices=["text_only", "error"], default="text_only",
                         help="a query whose image is missing or unreadable: encode it from its text, counted and "
                              "reported with file and line (default), or stop")
@@ -183,7 +184,7 @@ def _register_m2kr(benchmarks: argparse._SubParsersAction) -> None:
     parser.add_argument("--tasks", help="--data: comma-separated tasks to run (e.g. EVQA,Infoseek,OKVQA); "
                                         "--queries: a name for each queries file")
     parser.add_argument("--split", default="test", help="--data: the split (default test)")
-    parser.add_argument("--ks", default=",".join(str(k) for k in (1, 2, 3, 5, 10, 50, 100)),
+    parser.add_argument("--ks", type=int_list_arg(min=1), default=",".join(str(k) for k in (1, 2, 3, 5, 10, 50, 100)),
                         help="recall cut-offs (default 1,2,3,5,10,50,100)")
     _retrieval_arguments(parser)
     parser.set_defaults(func=run_m2kr)
@@ -253,7 +254,7 @@ def register_score(subparsers: argparse._SubParsersAction) -> None:
         "--bem", metavar="MODEL", help="BEM checkpoint (hub name or local dir); without it: exact match only"
     )
     evqa.add_argument("--bem-revision", metavar="REV", help="hub revision of the BEM checkpoint")
-    evqa.add_argument("--bem-batch-size", type=int, default=32, metavar="N", help="BEM batch size (default 32)")
+    evqa.add_argument("--bem-batch-size", type=int_arg(min=1), default=32, metavar="N", help="BEM batch size (default 32)")
     evqa.add_argument("--device", help="device for BEM (default: cuda if available, else cpu)")
     evqa.add_argument(
         "--missing",
@@ -310,7 +311,7 @@ def _emit(args: argparse.Namespace, result: dict[str, Any], per_example: list[di
 
 
 def run_infoseek(args: argparse.Namespace) -> int:
-    from .infoseek import load_references, score_predictions
+    from .infoseek import empty_split_note, load_references, score_predictions
     from .predictions import parse_data_id, read_predictions
 
     references = load_references(args.ref, args.qtype)
@@ -333,6 +334,9 @@ def run_infoseek(args: argparse.Namespace) -> int:
         _warn(f"{count} question(s) have question_type {qtype!r}: scored as String, as the official evaluator does")
     if not result.examples:
         _warn("no prediction matches a reference question: every score is 0")
+    note = empty_split_note(result)
+    if note:
+        _warn(note)
     _emit(args, result.to_dict(), result.per_example(), "infoseek")
     return 0
 
@@ -375,7 +379,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from .answering import load_evqa, load_infoseek, run_benchmark
 
     config = load_pipeline_config(args.config)  # a config mistake is reported before any data is read
-    ks = [int(x) for x in args.ks.split(",") if x.strip()]
+    ks = args.ks
     if args.benchmark == "infoseek":
         benchmark = load_infoseek(args.questions, args.images, args.qtype, args.withkb, args.limit,
                                   args.missing_images, strict=not args.lenient)
@@ -398,11 +402,6 @@ def _run_retrieval(args: argparse.Namespace, config: Any, benchmark: Any, prefix
 
     from .retrieval_benchmark import run_retrieval_benchmark
 
-    for flag in ("limit", "limit_passages", "depth", "batch_size", "hnsw_ef"):
-        value = getattr(args, flag)
-        if value is not None and value < (0 if flag.startswith("limit") else 1):
-            raise ConfigError(f"must be >= {0 if flag.startswith('limit') else 1}, got {value}",
-                              "--" + flag.replace("_", "-"))
     collections = CorpusCollections(config, prefix=prefix)
     metrics = run_retrieval_benchmark(
         benchmark, collections, args.out, depth=args.depth, batch_size=args.batch_size,
@@ -425,12 +424,7 @@ def run_m2kr(args: argparse.Namespace) -> int:
     from .retrieval_benchmark import load_m2kr
 
     config = _retrieval_config(args)
-    try:
-        ks = [int(x) for x in _csv(args.ks) or []]
-    except ValueError:
-        raise ConfigError(f"expected comma-separated integers, got {args.ks!r}", "--ks") from None
-    if not ks or min(ks) < 1:
-        raise ConfigError(f"expected positive integers, got {args.ks!r}", "--ks")
+    ks = args.ks
     if args.queries and not args.passages:
         raise ConfigError("required with --queries (the passages each queries file searches)", "--passages")
     if args.queries and not args.images:

@@ -21,7 +21,6 @@ Error policy, in line with :mod:`ret2vqa.io`:
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import zipfile
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from ret2vqa.errors import MissingFileError
-from ret2vqa.io import MalformedRows, RowError, open_text
+from ret2vqa.io import MalformedRows, RowError, Utf8Reader, open_text
 
 _WS = re.compile(r"[ \t\n\r]*")
 # What a JSON text cut at the end of the buffer leaves after the decoder's error position:
@@ -78,7 +77,7 @@ def open_json_text(path: str | Path) -> IO[str]:
     if len(members) != 1:
         archive.close()
         raise RowError(path, None, f"expected exactly one .json member in the zip archive, found {members}")
-    return io.TextIOWrapper(archive.open(members[0]), encoding="utf-8")
+    return Utf8Reader(archive.open(members[0]), f"{path}:{members[0]}")
 
 
 class _Reader:

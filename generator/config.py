@@ -127,6 +127,13 @@ class GeneratorConfig:
     #: processor, passages, question and instruction. Passages are cut (lowest-ranked first) to
     #: fit; the image and question never are. ``None`` = no limit.
     context_token_budget: int | None = 4096
+    #: Most tokens the question may take in the prompt. A longer question is cut to this (and further
+    #: when the question, instruction and image alone would exceed ``context_token_budget``), with a
+    #: warning; ``long_question: error`` refuses it instead (``ret2vqa ask --strict``). Bounds the time
+    #: and memory one request can cost whatever its length.
+    max_question_tokens: int = 256
+    #: What to do with a question over ``max_question_tokens``: ``truncate`` (warn) or ``error``.
+    long_question: Literal["truncate", "error"] = "truncate"
     #: Shorten the decoded text to a short answer (see ``generator.postprocess``).
     postprocess: bool = True
     prompt: PromptConfig = field(default_factory=PromptConfig)
@@ -136,7 +143,7 @@ class GeneratorConfig:
             raise ConfigError("a hub id or a local directory is required", "model")
         if self.load_in_4bit and self.load_in_8bit:
             raise ConfigError("load_in_4bit, load_in_8bit: choose one of 4-bit and 8-bit quantization, not both")
-        at_least(self, 1, "max_new_tokens", "batch_size", "num_beams", "context_token_budget")
+        at_least(self, 1, "max_new_tokens", "batch_size", "num_beams", "context_token_budget", "max_question_tokens")
         if self.do_sample and self.temperature <= 0:
             raise ConfigError(f"must be > 0 when do_sample is true, got {self.temperature}", "temperature")
         if not 0 < self.top_p <= 1:

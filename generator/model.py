@@ -50,6 +50,8 @@ class MultimodalGenerator:
             config=self.config.prompt,
             token_budget=self.config.context_token_budget,
             chat_template=self.config.chat_template,
+            max_question_tokens=self.config.max_question_tokens,
+            long_question=self.config.long_question,
         )
         self.generation_config = self._generation_config()
 

@@ -14,8 +14,14 @@ running the processor once per image size. When the passages do not all fit, the
 lowest-ranked ones go first: the passages kept are always the top ones in rank order, the
 last of them possibly cut (at a token boundary, marked with ``truncation_marker``), and a
 passage that would keep fewer than ``min_passage_tokens`` text tokens is dropped instead.
-The question, the instruction and the image are never cut: if they alone exceed the
-budget the prompt carries no passages and a warning is logged.
+The instruction and the image are never cut. The question is bounded by
+``max_question_tokens`` (and, when the question, instruction and image alone would exceed
+the budget, cut further so that they fit): a longer question is cut at a token boundary
+with a warning, or refused with :class:`~ret2vqa.errors.InputError` when
+``long_question="error"``. Before it is tokenized a question is cut to a generous number
+of characters, so a 500,000-character question costs no more than a 5,000-character one.
+If the template, instruction and image alone exceed the budget the prompt carries no
+passages and a warning is logged.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from .schema import Passage
 logger = logging.getLogger(__name__)
 
 _WHITESPACE = re.compile(r"\s+")
+# No tokenizer packs more characters than this into one token (long ones top out near 20).
+_CHARS_PER_TOKEN_CAP = 64
 
 
 @dataclass
@@ -59,6 +67,8 @@ class BuiltPrompt:
     #: Whether the processor must add the tokenizer's special tokens (``False`` when the
     #: chat template already starts with the BOS token).
     add_special_tokens: bool = True
+    #: Whether the question was cut to fit ``max_question_tokens`` or the budget.
+    question_truncated: bool = False
 
 
 class PromptBuilder:
@@ -75,11 +85,17 @@ class PromptBuilder:
         token_budget: int | None = None,
         chat_template: str | None = None,
         image_cache_size: int = 256,
+        max_question_tokens: int | None = None,
+        long_question: str = "truncate",
     ):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.config = config or PromptConfig()
         self.token_budget = token_budget
+        self.max_question_tokens = max_question_tokens
+        if long_question not in ("truncate", "error"):
+            raise ConfigError(f"must be 'truncate' or 'error', got {long_question!r}", "long_question")
+        self.long_question = long_question
         self.chat_template = chat_template or getattr(processor, "chat_template", None) or getattr(
             self.tokenizer, "chat_template", None
         )
@@ -170,6 +186,7 @@ class PromptBuilder:
         question = self.clean(question)
         if not question:
             raise InputError("the question is empty")
+        question, question_cut = self._bound_question(question)
         items = [Passage.coerce(p) for p in passages]
         items = [p for p in items if self.clean(p.title) or self.clean(p.text)]
         has_image = image is not None
@@ -187,11 +204,25 @@ class PromptBuilder:
         if budget is None:
             context = [self.format_passage(i + 1, p) for i, p in enumerate(items)]
             msgs, rendered, n = measure(context)
-            return self._result(rendered, msgs, image, n, context, len(items), False)
+            return self._result(rendered, msgs, image, n, context, len(items), False, question_cut)
 
         context: list[str] = []
         msgs, rendered, n = measure(context)
         truncated = False
+        for _ in range(3):  # the question alone overflows the budget: cut it by the excess (token counts settle)
+            if n <= budget:
+                break
+            q_tokens = _TokenPrefixes(self.tokenizer, question)
+            marker = len(self.tokenizer(self.config.truncation_marker, add_special_tokens=False)["input_ids"])
+            keep = len(q_tokens) - (n - budget) - marker - 1
+            if keep < 1:
+                break
+            if self.long_question == "error":
+                raise self._too_long(len(q_tokens), budget_bound=True)
+            question, question_cut = q_tokens[keep - 1].rstrip() + self.config.truncation_marker, True
+            msgs, rendered, n = measure(context)
+            logger.warning("the question was cut to %d tokens to fit the prompt budget "
+                           "(generator.context_token_budget: %d)", keep, budget)
         if n > budget:
             logger.warning(
                 "the question, instruction and image alone take %d tokens, over the budget of %d: "
@@ -199,7 +230,7 @@ class PromptBuilder:
                 n,
                 budget,
             )
-            return self._result(rendered, msgs, image, n, [], 0, bool(items))
+            return self._result(rendered, msgs, image, n, [], 0, bool(items), question_cut)
         for rank, passage in enumerate(items, start=1):
             line = self.format_passage(rank, passage)
             candidate = measure(context + [line])
@@ -213,7 +244,35 @@ class PromptBuilder:
                 line, (msgs, rendered, n) = cut
                 context.append(line)
             break
-        return self._result(rendered, msgs, image, n, context, len(context), truncated)
+        return self._result(rendered, msgs, image, n, context, len(context), truncated, question_cut)
+
+    def _bound_question(self, question: str) -> tuple[str, bool]:
+        """``question`` within ``max_question_tokens`` (cut at a token boundary), and whether it was cut.
+
+        Characters beyond ``_CHARS_PER_TOKEN_CAP`` per allowed token are dropped before
+        tokenizing: no tokenizer yields fewer tokens than that, so the cut is the same and
+        tokenizing costs the same whatever the question's length.
+        """
+        limit = self.max_question_tokens
+        if limit is None:
+            return question, False
+        head = question[: limit * _CHARS_PER_TOKEN_CAP]
+        prefixes = _TokenPrefixes(self.tokenizer, head)
+        if len(prefixes) <= limit:
+            return question, False
+        if self.long_question == "error":
+            raise self._too_long(len(prefixes) if head == question else None)
+        cut = prefixes[limit - 1].rstrip() + self.config.truncation_marker
+        logger.warning("the question has %s characters, over generator.max_question_tokens (%d tokens): "
+                       "cut to its first %d tokens", f"{len(question):,}", limit, limit)
+        return cut, True
+
+    def _too_long(self, tokens: int | None, budget_bound: bool = False) -> InputError:
+        size = f"{tokens} tokens" if tokens is not None else "too many tokens"
+        where = ("over what the prompt budget leaves for it (generator.context_token_budget)" if budget_bound
+                 else f"over generator.max_question_tokens ({self.max_question_tokens})")
+        return InputError(f"the question has {size}, {where}; shorten it, raise the limit, or let it be cut "
+                          f"(generator.long_question: truncate, i.e. without --strict)")
 
     def _fit_truncated(
         self,
@@ -239,7 +298,7 @@ class PromptBuilder:
                 hi = mid - 1
         return best
 
-    def _result(self, rendered, msgs, image, n, context, used, truncated) -> BuiltPrompt:
+    def _result(self, rendered, msgs, image, n, context, used, truncated, question_cut=False) -> BuiltPrompt:
         return BuiltPrompt(
             text=rendered,
             messages=msgs,
@@ -249,6 +308,7 @@ class PromptBuilder:
             truncated=truncated,
             context=list(context),
             add_special_tokens=self.adds_special_tokens(rendered),
+            question_truncated=question_cut,
         )
 
 

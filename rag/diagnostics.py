@@ -15,6 +15,7 @@ from typing import Any
 
 from ret2vqa.hub import (
     cached_model_dir,
+    download_command,
     hub_cache_dir,
     hub_endpoint,
     hub_reachable,
@@ -129,7 +130,6 @@ def missing_models_message(statuses: list[ModelStatus], config_name: str) -> str
         reason = "not cached, and the hub could not provide it"
     lines = [f"{len(missing)} model(s) named in {config_name} are not available locally:"]
     for s in missing:
-        rev = f" --revision {s.revision}" if s.revision else ""
         field = "encoder.name_or_path" if s.role == "encoder" else "generator.model"
         if s.kind == "local":
             hint = f"no such directory; {TRAIN_HINT}, or set {field} to a ReT-2 checkpoint" if s.role == "encoder" \
@@ -137,7 +137,7 @@ def missing_models_message(statuses: list[ModelStatus], config_name: str) -> str
             lines.append(f"  - {s.role}: {s.name_or_path} ({hint})")
         else:
             lines.append(f"  - {s.role}: {s.name_or_path} ({reason}); fetch it once with "
-                         f"`huggingface-cli download {s.name_or_path}{rev}`, or set {field} to a local directory")
+                         f"`{download_command(s.name_or_path, s.revision)}`, or set {field} to a local directory")
     lines.append(f"  The Hugging Face cache here is {hub_cache_dir()}. "
                  "To try the whole pipeline offline now: `ret2vqa demo --tiny` (tiny random models).")
     return "\n".join(lines)

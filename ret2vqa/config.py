@@ -45,8 +45,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         from .errors import MissingFileError
 
         raise MissingFileError(path, "config file")
+    from .io import open_text
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open_text(path) as fh:  # bytes that are not UTF-8: a RowError naming the line
+            data = yaml.safe_load(fh.read())
     except yaml.YAMLError as exc:  # pragma: no cover - message passthrough
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     if data is None:

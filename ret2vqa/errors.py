@@ -23,7 +23,8 @@ class                          raised when
 ``ModelUnavailableError``      a model is neither local, cached nor downloadable
                                (:mod:`ret2vqa.hub`, whose message says how to fetch it)
 :class:`StoreError`            the vector store refuses: :class:`StoreLockedError`,
-                               :class:`CollectionNotFoundError`, :class:`CollectionMismatchError`
+                               :class:`CollectionNotFoundError`, :class:`CollectionMismatchError`,
+                               :class:`CollectionDamagedError` (its files are damaged)
 =============================  =============================================================
 """
 
@@ -123,3 +124,9 @@ class CollectionNotFoundError(StoreError, FileNotFoundError):
 
 class CollectionMismatchError(StoreError, ValueError):
     """The collection was built with another encoder, dimension or distance."""
+
+
+class CollectionDamagedError(StoreError):
+    """The collection's files are damaged (a segment deleted, a vector or payload file cut short),
+    or it holds fewer points than its indexing progress records. The message names the
+    collection and says how to check (``ret2vqa index verify``) and rebuild it."""

@@ -34,7 +34,6 @@ class ModelUnavailableError(UserError, RuntimeError):
     def __init__(self, name_or_path: str, revision: str | None, reason: str, config_field: str | None = None):
         self.name_or_path = name_or_path
         self.revision = revision
-        rev = f" --revision {revision}" if revision else ""
         field = f"`{config_field}`" if config_field else "the config's `name_or_path`"
         head = f"model '{name_or_path}'{f' (revision {revision})' if revision else ''} is not available: {reason}."
         if is_tiny_model(name_or_path):
@@ -44,12 +43,33 @@ class ModelUnavailableError(UserError, RuntimeError):
         else:
             how = (
                 f"\n  Fetch it once on a machine with internet access:\n"
-                f"      huggingface-cli download {name_or_path}{rev}\n"
+                f"      {download_command(name_or_path, revision)}\n"
                 f"  (the cache is {hub_cache_dir()}; copy it over or set HF_HOME), "
                 f"or point {field} at a local directory that holds the model."
             )
         self.hint = how
         super().__init__(head + how)
+
+
+def download_command(name_or_path: str, revision: str | None = None) -> str:
+    """The shell command that fetches ``name_or_path`` into the cache, for the installed ``huggingface_hub``.
+
+    ``huggingface_hub`` 0.34 introduced the ``hf`` command and later releases dropped
+    ``huggingface-cli``, so the message names the one the user actually has.
+    """
+    rev = f" --revision {revision}" if revision else ""
+    return f"{_hub_cli()} download {name_or_path}{rev}"
+
+
+def _hub_cli() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        parts = version("huggingface_hub").split(".")[:2]
+        major, minor = int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except (PackageNotFoundError, ValueError, IndexError):
+        return "hf"
+    return "hf" if (major, minor) >= (0, 34) else "huggingface-cli"
 
 
 def is_tiny_model(name_or_path: str | None) -> bool:

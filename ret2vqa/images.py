@@ -15,7 +15,12 @@ def load_image(image: Any) -> Any | None:
 
     A missing file raises :class:`~ret2vqa.errors.MissingFileError` ("image file not found:
     PATH"); an unreadable one :class:`~ret2vqa.errors.ImageError` ("cannot read image PATH:
-    ..."), instead of a traceback from deep inside PIL.
+    ..."), instead of a traceback from deep inside PIL. Unreadable covers every way a
+    hostile or damaged file fails to decode: truncated data, a decompression bomb (an
+    image over PIL's ``MAX_IMAGE_PIXELS`` limit, refused from its header before any pixel
+    is decoded), malformed chunks (PIL raises ``SyntaxError``, ``struct.error``, ...).
+    Callers treat it like a missing image: the passage is encoded text-only, the query
+    refused, each reported with the file.
     """
     if image is None:
         return None
@@ -33,8 +38,14 @@ def load_image(image: Any) -> Any | None:
             with Image.open(path) as img:
                 img.load()
                 return img.convert("RGB")
+        except Image.DecompressionBombError as exc:
+            raise ImageError(f"cannot read image {path}: refused as a possible decompression bomb ({exc})") from exc
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise ImageError(f"cannot read image {path}: {exc}") from exc
+        except MemoryError as exc:
+            raise ImageError(f"cannot read image {path}: too large to decode in memory") from exc
+        except Exception as exc:  # hostile files reach PIL's parsers (SyntaxError, struct.error, IndexError...)
+            raise ImageError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from exc
     if isinstance(image, str):
         from transformers.image_utils import load_image as hf_load_image
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ret2vqa.argtypes import int_arg
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", required=True, help="training YAML (see configs/train/)")
     parser.add_argument("--output-dir", help="override output_dir")
-    parser.add_argument("--max-steps", type=int, help="override max_steps")
-    parser.add_argument("--batch-size", type=int, help="override the per-process batch_size")
+    parser.add_argument("--max-steps", type=int_arg(min=1), help="override max_steps")
+    parser.add_argument("--batch-size", type=int_arg(min=1), help="override the per-process batch_size")
     parser.add_argument("--no-resume", action="store_true", help="start from scratch even if checkpoints exist")
     parser.add_argument("--strict", action="store_true", help="stop at the first malformed training row")
     parser.set_defaults(func=run)

@@ -130,8 +130,11 @@ class ReT2Processor:
         image_mask = torch.tensor([1.0 if im is not None else 0.0 for im in images])
         data: dict[str, Any] = {"text_mask": text_mask, "image_mask": image_mask}
         if bool(text_mask.any()):
+            # Only the first max_text_length tokens are kept: cut the text first (no tokenizer packs
+            # more than 64 characters into a token), so a megabyte of text costs what a page does.
+            head = self.max_text_length * 64
             encoded = self.tokenizer(
-                [t if t else "" for t in texts],
+                [t[:head] if t else "" for t in texts],
                 padding=self.spec.text_padding,
                 truncation=True,
                 max_length=self.max_text_length,

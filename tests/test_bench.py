@@ -41,3 +41,17 @@ def test_store_bench_writes_rows_for_every_backend(tmp_path):
     assert by_backend["exact"]["recall_at_10"] == 1.0
     assert by_backend["edge"]["recall_at_10"] > 0.9  # HNSW on 1,500 points is all but exact
     assert "than exact NumPy search" in run.stdout
+
+
+def test_long_line_bench_writes_ratios(tmp_path):
+    out = tmp_path / "long-line.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "long_line.py"), "--sizes-mb", "0.02", "0.2", "--format", "jsonl",
+         "--max-text-chars", "20000", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(out.read_text())
+    assert [row["size_mb"] for row in rows] == [0.02, 0.2] and all(row["passages"] == 2 for row in rows)
+    assert rows[0]["time_ratio"] == 1.0 and {"seconds", "peak_rss_growth_mb", "memory_ratio"} <= set(rows[1])
+    assert "x base" in run.stdout

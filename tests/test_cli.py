@@ -87,7 +87,7 @@ def test_offline_message_for_a_missing_model(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "some-org/not-a-cached-model" in proc.stderr
-    assert "huggingface-cli download some-org/not-a-cached-model" in proc.stderr
+    assert "hf download some-org/not-a-cached-model" in proc.stderr
     assert "HF_HUB_OFFLINE=1" in proc.stderr and "--tiny" in proc.stderr
     # the same model through `ask` (the pipeline loader): one error line block, no traceback
     index_cfg = tmp_path / "tiny.yaml"
@@ -257,4 +257,4 @@ def test_unreachable_hub_fails_fast_with_one_message(tmp_path):
     proc = run_cli("demo", "--config", str(path), "--store", str(tmp_path / "s"), env=env, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "Retrying" not in proc.stderr
     assert "the hub (http://127.0.0.1:9) cannot be reached" in proc.stderr
-    assert "huggingface-cli download some-org/not-a-cached-model" in proc.stderr
+    assert "hf download some-org/not-a-cached-model" in proc.stderr

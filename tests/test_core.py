@@ -100,7 +100,7 @@ def test_resolve_model_local_offline_and_paths(tmp_path, monkeypatch):
         resolve_model("some-org/uncached-model", revision="v2", config_field="generator.model")
     text = str(exc.value)
     assert "some-org/uncached-model" in text and "offline mode is on" in text
-    assert "huggingface-cli download some-org/uncached-model --revision v2" in text and "`generator.model`" in text
+    assert "hf download some-org/uncached-model --revision v2" in text and "`generator.model`" in text
     with pytest.raises(ModelUnavailableError, match="no such local directory") as exc:
         resolve_model(str(tmp_path / "missing" / "dir"))
     assert "huggingface-cli" not in str(exc.value)

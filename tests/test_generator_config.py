@@ -164,7 +164,7 @@ def test_unavailable_hub_model_gives_the_offline_message(monkeypatch):
         MultimodalGenerator.from_config(GeneratorConfig(model="ret2vqa-tests/not-a-cached-model"))
     message = str(info.value)
     assert "ret2vqa-tests/not-a-cached-model" in message
-    assert "huggingface-cli download ret2vqa-tests/not-a-cached-model" in message
+    assert "hf download ret2vqa-tests/not-a-cached-model" in message
     assert "generator.model" in message
 
 

@@ -75,7 +75,7 @@ def test_a_config_mistake_fails_every_command_naming_file_and_field(tmp_path, ca
 def test_command_line_overrides_are_checked_like_the_yaml(tmp_path, capsys):
     config = write(tmp_path / "ok.yaml", TINY)
     assert main(["index", "build", "--config", str(config), "--kb", str(FIXTURES / "kb" / "wiki_kb.jsonl"),
-                 "--format", "infoseek", "--batch-size", "-3", "--collection", "a/b"]) == 2
+                 "--format", "infoseek", "--batch-size", "3", "--collection", "a/b"]) == 2
     assert capsys.readouterr().err.startswith("error: command line: store.collection: must be a plain name")
     base = PipelineConfig.from_yaml(config)
     changed = base.override({"store.path": str(tmp_path / "q"), "ingest.batch_size": 7, "encoder.device": None})

@@ -34,8 +34,13 @@ def load_inaturalist_id2name(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(path, "iNaturalist id-to-file mapping")
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
+    from ret2vqa.io import open_text
+
+    with open_text(path) as fh:  # a byte-order mark is fine; bytes that are not UTF-8 name the line
+        try:
+            data = json.loads(fh.read())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     if isinstance(data, dict) and isinstance(data.get("images"), list):
         return {str(img["id"]): str(img["file_name"]) for img in data["images"]}
     if isinstance(data, dict):

@@ -38,6 +38,7 @@ from .scoring import (
     InfoSeekExampleScore,
     InfoSeekReference,
     InfoSeekResult,
+    empty_split_note,
     evaluate_predictions,
     load_references,
     make_reference,
@@ -46,6 +47,7 @@ from .scoring import (
 )
 
 __all__ = [
+    "empty_split_note",
     "EntityLink",
     "InfoSeekExampleScore",
     "InfoSeekQuestion",

@@ -193,6 +193,26 @@ def score_predictions(
     return InfoSeekResult(examples, unknown, missing, odd_types)
 
 
+def empty_split_note(result: InfoSeekResult) -> str | None:
+    """Why ``final_score`` is 0.0 when one of the two splits has no scored question, else ``None``.
+
+    The official final score is the harmonic mean of the unseen-question and unseen-entity
+    scores, and an empty split scores 0, so a perfect prediction file on a sample without,
+    say, unseen-entity rows still gets ``final_score`` 0.0.
+    """
+    counts = result.counts()
+    if not result.examples:
+        return None
+    empty = [name for name, n in ((UNSEEN_QUESTION, counts["n_unseen_question"]),
+                                  (UNSEEN_ENTITY, counts["n_unseen_entity"])) if n == 0]
+    if not empty:
+        return None
+    kept = UNSEEN_ENTITY if empty == [UNSEEN_QUESTION] else UNSEEN_QUESTION
+    return (f"final_score is 0.0 because no {empty[0]} question was scored: the official final score is the "
+            f"harmonic mean of the {UNSEEN_QUESTION} and {UNSEEN_ENTITY} scores, and an empty split scores 0; "
+            f"see {kept}_score for the {counts['n_scored']} question(s) scored")
+
+
 def evaluate_predictions(
     preds: Mapping[str, str] | Iterable[Mapping[str, Any]],
     refs: Mapping[str, InfoSeekReference] | Iterable[Mapping[str, Any]],

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from ret2vqa.argtypes import int_arg
+
+from .index import add_store_arguments, store_overrides
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,9 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", help="the photo (omit for a text-only question)")
     parser.add_argument("--question", "-q", required=True, help="the question")
     parser.add_argument("--config", help="pipeline YAML (default: the CPU preset, configs/cpu.yaml)")
-    parser.add_argument("-k", "--k", type=int, help="passages given to the generator (default: retrieval.k; 0: none)")
+    add_store_arguments(parser)
+    parser.add_argument("-k", "--k", type=int_arg(min=0), help="passages given to the generator (default: retrieval.k; 0: none)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--show-prompt", action="store_true", help="also print the prompt given to the generator")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse a question longer than generator.max_question_tokens instead of cutting it")
     parser.set_defaults(func=run)
 
 
@@ -46,9 +53,13 @@ def format_answer(result, show_prompt: bool = False, limit: int | None = None) -
 
 
 def run(args: argparse.Namespace) -> int:
+    from rag.config import load_pipeline_config
     from rag.pipeline import Pipeline
 
-    with Pipeline.from_config(args.config) as pipeline:
+    config = load_pipeline_config(args.config).override({
+        **store_overrides(args), "generator.long_question": "error" if args.strict else None,
+    })
+    with Pipeline.from_config(config) as pipeline:
         result = pipeline.answer(args.question, args.image, k=args.k)
     if args.json:
         print(json.dumps(result.to_dict(with_prompt=args.show_prompt), indent=2, ensure_ascii=False))

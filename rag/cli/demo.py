@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
+
+from ret2vqa.argtypes import int_arg
 
 TINY_BANNER = ("NOTE: --tiny uses tiny RANDOMLY INITIALISED models built offline from transformers config classes. "
                "The whole pipeline runs for real, but rankings and answers are MEANINGLESS.")
@@ -25,10 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tiny", action="store_true", help="tiny random models, fully offline (answers meaningless)")
     parser.add_argument("--config", help="pipeline YAML (default: configs/cpu.yaml, or configs/tiny.yaml with --tiny)")
-    parser.add_argument("--store", help="store directory (default: ./ret2vqa-demo/<tiny|models>)")
-    parser.add_argument("-k", "--k", type=int, help="passages given to the generator (default: retrieval.k)")
-    parser.add_argument("--show", type=int, default=3, help="passages printed per question (default 3)")
-    parser.add_argument("--questions", type=int, help="ask only the first N demo questions")
+    parser.add_argument("--store", help="store directory (default: the config's store.path, e.g. data/qdrant for "
+                                        "configs/cpu.yaml, so that `ret2vqa ask --config configs/cpu.yaml` finds it)")
+    parser.add_argument("-k", "--k", type=int_arg(min=0), help="passages given to the generator (default: retrieval.k)")
+    parser.add_argument("--show", type=int_arg(min=0), default=3, help="passages printed per question (default 3)")
+    parser.add_argument("--questions", type=int_arg(min=1), help="ask only the first N demo questions")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.set_defaults(func=run)
 
@@ -51,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if message:
         print(f"error: {message}", file=sys.stderr)
         return 2
-    store_path = args.store or str(Path("ret2vqa-demo") / ("tiny" if args.tiny else "models"))
-    cfg = cfg.override({"store.backend": "edge", "store.path": store_path, "store.collection": "demo",
+    # The demo fills the collection the config (a preset) names, so `ask`/`search --config` with the
+    # same preset answer from it afterwards: the README's first session.
+    cfg = cfg.override({"store.backend": "edge" if args.store else None, "store.path": args.store,
                         "ingest.image_root": str(DEMO_DIR)})
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
     if args.tiny:

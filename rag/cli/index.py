@@ -19,6 +19,8 @@ import json
 import sys
 from typing import Any
 
+from ret2vqa.argtypes import int_arg
+
 FORMATS = ("evqa", "infoseek", "m2kr", "mbeir", "jsonl")
 
 
@@ -72,13 +74,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--kb", required=True, metavar="FILE", help="knowledge-base file")
     build.add_argument("--format", required=True, choices=FORMATS, help="KB format")
     add_store_arguments(build)
-    build.add_argument("--limit", type=int, metavar="N", help="index only the first N passages of the KB")
+    build.add_argument("--limit", type=int_arg(min=0), metavar="N", help="index only the first N passages of the KB")
     build.add_argument("--strict", action="store_true", help="stop at the first malformed row")
     build.add_argument("--restart", action="store_true", help="ignore saved progress and re-index from the start")
     build.add_argument("--encoder", metavar="NAME_OR_PATH",
                        help="override encoder.name_or_path ('tiny-random/clip' for tests)")
     build.add_argument("--device", help="override encoder.device (e.g. cuda, cuda:1, cpu)")
-    build.add_argument("--batch-size", type=int, metavar="N", help="override ingest.batch_size (passages per checkpoint)")
+    build.add_argument("--batch-size", type=int_arg(min=1), metavar="N", help="override ingest.batch_size (passages per checkpoint)")
     build.add_argument("--image-root", metavar="DIR", help="override ingest.image_root (local passage images)")
     build.add_argument("--no-optimize", action="store_true", help="do not build the HNSW index at the end")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -90,6 +92,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_store_arguments(info)
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check a collection: point count against the indexing progress, vectors and payloads readable",
+        description=(
+            "Check that a collection holds what its indexing progress records (the point count), that a sample "
+            "of its vectors can be read back (finite, of the right dimension), that their payloads decode and "
+            "name their passages, and that an exact search runs. Prints what is wrong and exits with status 2 "
+            "if anything is; `index build` with the same --kb repairs a collection that lost points."
+        ),
+    )
+    verify.add_argument("--config", metavar="CONFIG", help="YAML with a store section (optional)")
+    add_store_arguments(verify)
+    verify.add_argument("--sample", type=int_arg(min=1), default=1000, metavar="N",
+                        help="points read back with their vectors (default 1000)")
+    verify.add_argument("--json", action="store_true", help="print JSON")
+    verify.set_defaults(func=run_verify)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -114,12 +133,18 @@ def run_build(args: argparse.Namespace) -> int:
 def collection_info(config: Any) -> dict[str, Any]:
     """What ``index info`` shows, as data; works on a collection that a running build holds open."""
     from rag.ingest.indexer import STATE_NAME
+    from rag.ingest.integrity import count_problem, expected_points, verify_collection
     from rag.store import EdgeStore, StoreLockedError, open_store
 
     try:
         with open_store(config.store) as store:
             info = store.info()
             info["ingest"] = store.load_state(STATE_NAME) or {}
+            info["expected_points"] = expected_points(info["ingest"])
+            problem = count_problem(info["count"], info["expected_points"])
+            check = verify_collection(store, info["ingest"], sample=8, search=False)  # cheap: a few points read back
+            info["problems"] = ([problem] if problem else []) + [p for p in check.problems if p != problem]
+            info["repairable"] = bool(problem) and info["problems"] == [problem]
             return info
     except StoreLockedError as exc:
         info = EdgeStore.peek(config.store)
@@ -160,6 +185,10 @@ def format_info(info: dict[str, Any]) -> str:
         ))
     if info.get("note"):
         rows.append(("note", info["note"]))
+    for problem in info.get("problems") or []:
+        fix = ("`ret2vqa index build` with the same --kb repairs lost points" if info.get("repairable")
+               else "move the collection away and build it again")
+        rows.append(("PROBLEM", f"{problem} (details: `ret2vqa index verify`; {fix})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -171,6 +200,20 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1, ensure_ascii=False, default=str))
     else:
         print(format_info(info))
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from rag.ingest.indexer import STATE_NAME
+    from rag.ingest.integrity import verify_collection
+    from rag.store import open_store
+
+    config = load_config(args)
+    with open_store(config.store) as store:
+        report = verify_collection(store, store.load_state(STATE_NAME) or {}, sample=args.sample)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.summary())
+    if not report.ok:
+        raise report.error()
     return 0
 
 

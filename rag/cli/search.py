@@ -20,6 +20,7 @@ import shutil
 import sys
 from typing import Any
 
+from ret2vqa.argtypes import int_arg
 from ret2vqa.errors import ConfigError
 
 from .index import add_store_arguments, load_config
@@ -35,13 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_store_arguments(parser)
     parser.add_argument("--image", metavar="IMG", help="query image file")
     parser.add_argument("--text", metavar="TEXT", help="query text (a question)")
-    parser.add_argument("-k", "--top-k", dest="k", type=int, default=10, help="number of passages (default 10)")
+    parser.add_argument("-k", "--top-k", dest="k", type=int_arg(min=1), default=10, help="number of passages (default 10)")
     parser.add_argument(
         "--filter", action="append", default=[], metavar="FIELD=VALUE",
         help="payload filter; repeat a field to accept any of several values (e.g. --filter wikidata_id=Q42)",
     )
     parser.add_argument("--instruction", help="query instruction (default: the encoder's; '' for none)")
-    parser.add_argument("--hnsw-ef", type=int, metavar="N", help="HNSW search breadth (default: store.hnsw.hnsw_ef)")
+    parser.add_argument("--hnsw-ef", type=int_arg(min=1), metavar="N", help="HNSW search breadth (default: store.hnsw.hnsw_ef)")
     parser.add_argument("--exact", action="store_true", help="exact (brute-force) search instead of HNSW")
     parser.add_argument("--device", help="encoder device (default: GPU if available)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -45,12 +45,18 @@ class IngestConfig:
     count_records: bool = True
     max_error_examples: int = 20
     on_missing_image: Literal["text_only", "error"] = "text_only"
+    # A record's text (an article, a section, a passage) longer than this many characters is cut
+    # to it before chunking, with a warning naming the file and line: one runaway line (a dump
+    # gone wrong, a base64 blob) must not cost minutes and gigabytes. 1,000,000 characters is
+    # about 150,000 words, longer than any Wikipedia article.
+    max_text_chars: int = 1_000_000
 
     def __post_init__(self) -> None:
         at_least(self, 1, "batch_size")
         if self.chunk_tokens < 8:
             raise ConfigError(f"must be >= 8 words, got {self.chunk_tokens}", "chunk_tokens")
         at_least(self, 0, "min_chars", "max_error_examples")
+        at_least(self, 1000, "max_text_chars")
 
     def passage_options(self) -> dict[str, Any]:
         """The settings that change which passages a KB yields (part of the resume key)."""
@@ -63,4 +69,5 @@ class IngestConfig:
             "image_root": self.image_root,
             "image_template": self.image_template,
             "store_text": self.store_text,
+            "max_text_chars": self.max_text_chars,
         }

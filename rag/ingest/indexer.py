@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from ret2vqa.errors import ConfigError
+from ret2vqa.errors import CollectionDamagedError, ConfigError, InputError
 from ret2vqa.io import MalformedRows
 from ret2vqa.passage import Passage
 
 from .distributed import SingleProcess, detect_processes
+from .integrity import count_problem, expected_points, verify_collection
 from .readers import KBReader, Position, make_reader
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,6 +66,10 @@ class IndexReport:
     stopped_at_limit: bool = False
     processes: int = 1
     main_process: bool = True
+    #: Passages whose id an earlier passage of the KB already had (the later one overwrote it).
+    duplicate_ids: int = 0
+    #: Points found missing (the store held fewer than the progress records) and re-indexed by this run.
+    repaired: int = 0
 
     @property
     def passages_per_s(self) -> float:
@@ -79,6 +84,12 @@ class IndexReport:
             f"{f', encoded on {self.processes} processes' if self.processes > 1 else ''}); "
             f"the collection holds {self.collection_count} points"
         ]
+        if self.repaired:
+            lines.append(f"repaired: the collection had lost {self.repaired} points; this KB was re-indexed "
+                         f"from the start to restore them")
+        if self.duplicate_ids:
+            lines.append(f"duplicate passage ids: {self.duplicate_ids} passages reused the id of an earlier one and "
+                         f"overwrote it ({self.passages_total - self.duplicate_ids} distinct passages)")
         if self.malformed:
             examples = "; ".join(self.malformed_examples[:3])
             lines.append(f"malformed rows skipped: {self.malformed} (e.g. {examples})")
@@ -257,20 +268,40 @@ def build_index(
                     store.create_payload_index(name)
             states = store.load_state(STATE_NAME) or {}
             key = reader.source_hash()
+            count = store.count()
+            files = verify_collection(store, states, sample=8, search=False)  # a few points read back: cheap
+            if not files.ok and not files.repairable:
+                raise files.error()
+            missing = count_problem(count, expected_points(states))
+            repaired = 0
+            if missing and key in states:
+                repaired = expected_points(states) - count
+                logger.warning("%s: %s; re-indexing %s from the start to restore them",
+                               config.store.describe(), missing, kb)
+                if show_progress:
+                    print(f"repairing {config.store.describe()}: {missing}; re-indexing {kb} from the start",
+                          file=sys.stderr, flush=True)
+                restart = True
+            elif missing:
+                raise _damaged(config, missing, states)
             state = None if restart else states.get(key)
             if state is None:
                 state = {
-                    "source": reader.source_key(), "next": None, "passages": 0, "malformed": 0,
-                    "malformed_examples": [], "missing_images": 0, "missing_image_examples": [], "skipped": {},
-                    "complete": False, "optimized": False, "started_at": _now(), "runs": 0,
+                    "source": reader.source_key(), "next": None, "passages": 0, "points": 0, "duplicates": 0,
+                    "malformed": 0, "malformed_examples": [], "missing_images": 0, "missing_image_examples": [],
+                    "skipped": {}, "complete": False, "optimized": False, "started_at": _now(), "runs": 0,
                 }
             state["runs"] = int(state.get("runs", 0)) + 1
-            plan = {"key": key, "state": state}
+            # Points already in the store that this KB's records do not account for (a batch written
+            # just before a crash, or a restart): re-upserting them adds nothing and is no duplicate.
+            others = expected_points({k: v for k, v in states.items() if k != key}) or 0
+            tracker = _PointTracker(count, max(0, count - others - int(state.get("points") or 0)))
+            plan = {"key": key, "state": state, "repaired": repaired}
         plan = procs.broadcast(plan)
         state = plan["state"]
         report = IndexReport(
             kb=str(kb), format=fmt, store=config.store.describe(), resumed_from=int(state["passages"]),
-            processes=procs.num_processes, main_process=procs.is_main_process,
+            processes=procs.num_processes, main_process=procs.is_main_process, repaired=int(plan.get("repaired", 0)),
         )
         if procs.num_processes > 1:
             logger.info("process %d of %d encodes its slice of every batch", procs.process_index, procs.num_processes)
@@ -292,6 +323,7 @@ def build_index(
                     if procs.is_main_process:
                         store.upsert([p.id for p, _ in batch], vectors, [p.payload for p, _ in batch])
                         store.flush()  # durable before the progress record says so
+                        tracker.after_upsert(len(batch), store.count(), state)
                         last = batch[-1][1]
                         state["next"] = Position(last.record, last.chunk + 1).to_dict()
                         state["passages"] = done
@@ -305,6 +337,9 @@ def build_index(
             # A run that stops at --limit cannot know whether passages follow without reading on.
             report.stopped_at_limit = budget is not None and done - report.resumed_from >= budget
             state["complete"] = not report.stopped_at_limit
+        if procs.is_main_process and done == 0 and not report.stopped_at_limit and reader.path.stat().st_size > 0:
+            counters.fold_into(state)
+            raise _nothing_read(kb, fmt, state)
         if procs.is_main_process:
             counters.fold_into(state)
             added = done - report.resumed_from
@@ -319,6 +354,9 @@ def build_index(
             state["updated_at"] = _now()
             store.save_state(STATE_NAME, {**states, plan["key"]: state})
             report.collection_count = store.count()
+            still = count_problem(report.collection_count, expected_points({**states, plan["key"]: state}))
+            if still:
+                raise _damaged(config, still, {k: v for k, v in states.items() if k != plan["key"]})
         report.passages_total = done
         report.passages_this_run = done - report.resumed_from
         report.complete = bool(state["complete"])
@@ -328,6 +366,7 @@ def build_index(
         report.missing_images = int(state["missing_images"])
         report.missing_image_examples = list(state["missing_image_examples"])
         report.skipped = dict(state["skipped"])
+        report.duplicate_ids = int(state.get("duplicates") or 0)
         report.seconds = time.monotonic() - t0
         procs.barrier()
         return report
@@ -341,6 +380,53 @@ def build_index(
     finally:
         if store is not None:
             store.close()
+
+
+class _PointTracker:
+    """Counts the distinct points each batch adds, so duplicate passage ids are reported, not hidden.
+
+    ``surplus``: points already in the store that the progress records do not account for;
+    re-upserting them adds no point and is not a duplicate.
+    """
+
+    def __init__(self, count: int, surplus: int):
+        self.count = count
+        self.surplus = surplus
+
+    def after_upsert(self, batch_size: int, count: int, state: dict) -> None:
+        added = count - self.count
+        self.count = count
+        same_id = max(0, batch_size - added)
+        absorbed = min(self.surplus, same_id)
+        self.surplus -= absorbed
+        if state.get("points") is not None:  # progress records of older versions do not track points
+            state["points"] = int(state["points"]) + added + absorbed
+            state["duplicates"] = int(state.get("duplicates") or 0) + same_id - absorbed
+
+
+def _damaged(config: "PipelineConfig", problem: str, states: dict[str, Any]) -> CollectionDamagedError:
+    sources = [s.get("source", {}) for s in states.values()]
+    runs = "; ".join(f"`ret2vqa index build --kb {s.get('path')} --format {s.get('format')} --restart`"
+                     for s in sources if s.get("path")) or "`ret2vqa index build ... --restart` for each KB"
+    return CollectionDamagedError(
+        f"{config.store.describe()}: {problem}. Re-index the knowledge bases it was built from to restore them "
+        f"({runs}), or move the collection away and build it again"
+    )
+
+
+def _nothing_read(kb: Any, fmt: str, state: dict[str, Any]) -> InputError:
+    from .readers import READERS
+
+    why = []
+    if state["malformed"]:
+        why.append(f"{state['malformed']} malformed rows, e.g. {state['malformed_examples'][0]}")
+    skipped = ", ".join(f"{n} {what}" for what, n in sorted(state["skipped"].items()) if n)
+    if skipped:
+        why.append(f"skipped: {skipped}")
+    return InputError(
+        f"read 0 passages from {kb} as format '{fmt}'" + (f" ({'; '.join(why)})" if why else "")
+        + f": is --format right? (formats: {', '.join(READERS)})"
+    )
 
 
 def _encode(encoder: Any, batch: list[tuple[Passage, Position]], config: "PipelineConfig", procs: SingleProcess):

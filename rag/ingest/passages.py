@@ -41,12 +41,21 @@ def chunk_words(text: str, max_words: int) -> Iterator[str]:
         if current and len(current) + len(words) > max_words:
             yield " ".join(current)
             current = []
-        while len(words) > max_words:
+        start = 0
+        while len(words) - start > max_words:  # windows by index: a huge sentence costs linear time
             if current:
                 yield " ".join(current)
                 current = []
-            yield " ".join(words[:max_words])
-            words = words[max_words:]
-        current.extend(words)
+            yield " ".join(words[start : start + max_words])
+            start += max_words
+        current.extend(words[start:])
     if current:
         yield " ".join(current)
+
+
+def bound_text(text: str, max_chars: int) -> str:
+    """``text`` cut to at most ``max_chars`` characters, at the last whitespace before the limit when there is one."""
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind(" ", max_chars // 2, max_chars + 1)
+    return text[: cut if cut > 0 else max_chars]

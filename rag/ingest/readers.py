@@ -36,6 +36,7 @@ from __future__ import annotations
 import abc
 import gzip
 import hashlib
+import logging
 import os
 import posixpath
 import urllib.parse
@@ -50,7 +51,9 @@ from ret2vqa.io import MalformedRows, RowError, iter_jsonl
 from ret2vqa.passage import Passage
 
 from .config import IngestConfig
-from .passages import chunk_words
+from .passages import bound_text, chunk_words
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, order=True)
@@ -175,6 +178,17 @@ class KBReader(abc.ABC):
         prefix = title if not section_title or section_title.strip() == title.strip() else f"{title} - {section_title}"
         return f"{prefix}. {body}"
 
+    def _bounded(self, text: str, line: int | None, what: str) -> str:
+        """``text`` within ``ingest.max_text_chars``; a longer one is cut, logged with file:line and counted."""
+        limit = self.config.max_text_chars
+        if len(text) <= limit:
+            return text
+        where = f"{self.path}:{line}" if line is not None else str(self.path)
+        logger.warning("%s: %s has %s characters, over ingest.max_text_chars (%s): cut to its first %s",
+                       where, what, f"{len(text):,}", f"{limit:,}", f"{limit:,}")
+        self.skipped["texts cut to ingest.max_text_chars"] += 1
+        return bound_text(text, limit)
+
     def _payload(self, text: str, **fields: Any) -> dict[str, Any]:
         payload = {k: v for k, v in fields.items() if v is not None}
         if self.config.store_text:
@@ -248,7 +262,7 @@ class EVQAReader(KBReader):
         image = self._templated_image("{filename}", filename=_filename(lead_url)) if lead_url else None
         out = []
         for index, section_title, body in entry.sections():
-            body = body.strip()
+            body = self._bounded(body.strip(), line, f"article {entry.url} section {index}")
             if any(s in section_title.lower() for s in skip):
                 self.skipped["reference/link sections"] += 1
                 continue
@@ -337,7 +351,8 @@ class InfoSeekReader(KBReader):
             "{wikidata_id}.jpg", wikidata_id=pid_base, wikidata_prefix=pid_base[:4], filename=_filename(image_url)
         )
         out = []
-        for chunk, piece in enumerate(chunk_words(entity.wikipedia_content, self.config.chunk_tokens)):
+        content = self._bounded(entity.wikipedia_content, line, f"entity {pid_base}: wikipedia_content")
+        for chunk, piece in enumerate(chunk_words(content, self.config.chunk_tokens)):
             if len(piece) < self.config.min_chars:
                 self.skipped["empty chunks"] += 1
                 continue
@@ -399,11 +414,12 @@ class M2KRReader(_JsonlReader):
         from eval.m2kr import parse_m2kr_passage
 
         m = parse_m2kr_passage(row, self.path, line or 0)
-        if len(m.text.strip()) < self.config.min_chars and not m.image_path:
+        text = self._bounded(m.text, line, f"passage {m.passage_id}")
+        if len(text.strip()) < self.config.min_chars and not m.image_path:
             self.skipped["empty passages"] += 1
             return []
-        payload = self._payload(m.text, image_path=m.image_path, source="m2kr", **m.extra)
-        return [self._image_passage(m.passage_id, m.text, m.image_path, line, payload)]
+        payload = self._payload(text, image_path=m.image_path, source="m2kr", **m.extra)
+        return [self._image_passage(m.passage_id, text, m.image_path, line, payload)]
 
 
 class MBEIRReader(_JsonlReader):
@@ -420,7 +436,7 @@ class MBEIRReader(_JsonlReader):
         from eval.mbeir import format_string, parse_mbeir_candidate
 
         c = parse_mbeir_candidate(row, self.path, line or 0)
-        text = format_string(c.text)
+        text = self._bounded(format_string(c.text), line, f"candidate {c.did}")
         payload = self._payload(text, did=c.did, modality=c.modality, dataset_id=c.dataset_id,
                                 image_path=c.image_path, source="mbeir")
         return [self._image_passage(c.did, text, c.image_path, line, payload)]
@@ -457,6 +473,7 @@ class JsonlReader(_JsonlReader):
             raise RowError(self.path, line, f"passage {pid}: 'image' must be a path string")
         if not (text or "").strip() and not image_rel:
             raise RowError(self.path, line, f"passage {pid}: has neither 'text' nor 'image'")
+        text = self._bounded(text or "", line, f"passage {pid}")
         metadata = row.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise RowError(self.path, line, f"passage {pid}: 'metadata' must be an object")

@@ -20,6 +20,7 @@ from ret2vqa.errors import ConfigError
 
 from .base import (
     POINT_ID_NAMESPACE,
+    CollectionDamagedError,
     CollectionMetadata,
     CollectionMismatchError,
     CollectionNotFoundError,
@@ -36,6 +37,7 @@ from .server import QdrantServerStore
 
 __all__ = [
     "POINT_ID_NAMESPACE",
+    "CollectionDamagedError",
     "CollectionMetadata",
     "CollectionMismatchError",
     "CollectionNotFoundError",

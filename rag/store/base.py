@@ -25,6 +25,7 @@ import numpy as np
 
 from ret2vqa import __version__
 from ret2vqa.errors import (
+    CollectionDamagedError,
     CollectionMismatchError,
     CollectionNotFoundError,
     ConfigError,
@@ -37,7 +38,8 @@ from ret2vqa.passage import PASSAGE_ID_KEY, Passage
 from .config import StoreConfig
 
 __all__ = [
-    "POINT_ID_NAMESPACE", "PASSAGE_ID_KEY", "CollectionMetadata", "CollectionMismatchError", "CollectionNotFoundError",
+    "POINT_ID_NAMESPACE", "PASSAGE_ID_KEY", "CollectionDamagedError", "CollectionMetadata", "CollectionMismatchError",
+    "CollectionNotFoundError",
     "StoreError", "StoreLockedError", "VectorStore", "check_compatible", "parse_filter", "point_id",
 ]
 
@@ -317,6 +319,14 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Passage]:
         """The stored passages ``ids`` that exist, in the order asked (with ``vector`` when asked)."""
+
+    @abc.abstractmethod
+    def sample(self, limit: int, with_vectors: bool = True) -> list[Passage]:
+        """Up to ``limit`` stored passages, in the store's own order (with ``vector`` when asked).
+
+        What an integrity check reads back (``ret2vqa index verify``): reading them touches
+        the vector and payload files, so damage shows as :class:`CollectionDamagedError`.
+        """
 
     @abc.abstractmethod
     def delete(self, ids: Sequence[str]) -> None:

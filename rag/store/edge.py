@@ -18,6 +18,7 @@ is finished by the next open instead of leaving an unlabelled shard.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from ret2vqa.passage import Passage
 
 from .base import (
+    CollectionDamagedError,
     CollectionMetadata,
     CollectionNotFoundError,
     Condition,
@@ -132,7 +134,7 @@ class EdgeStore(VectorStore):
             try:
                 return qe.EdgeShard.load(str(shard_dir), load_config)
             except Exception as exc:
-                raise StoreError(f"cannot load the Qdrant Edge shard in {shard_dir}: {exc}") from exc
+                raise damaged(config, f"its shard in {shard_dir} cannot be loaded ({exc})") from exc
         shard_dir.mkdir(parents=True, exist_ok=True)
         return qe.EdgeShard.create(str(shard_dir), edge_config(config, metadata.dim, metadata.distance))
 
@@ -146,6 +148,20 @@ class EdgeStore(VectorStore):
     def path(self) -> Path:
         return self._dir
 
+    @contextlib.contextmanager
+    def _engine(self, what: str):
+        """Engine failures of ``what`` as :class:`CollectionDamagedError` naming the collection.
+
+        Qdrant Edge reports a truncated vector or payload file (or any other broken file) as
+        a bare ``Exception`` from the engine; our own checks raise ``UserError``s, let through.
+        """
+        try:
+            yield
+        except (StoreError, ValueError, TypeError):
+            raise
+        except Exception as exc:
+            raise damaged(self.config, f"{what} failed ({exc})") from exc
+
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None) -> None:
         ids, vectors, payloads = self._check_batch(ids, vectors, payloads)
         if not ids:
@@ -153,7 +169,8 @@ class EdgeStore(VectorStore):
         qe = self._qe
         rows = vectors.tolist()
         points = [qe.Point(point_id(pid), row, payload) for pid, row, payload in zip(ids, rows, payloads)]
-        self._shard.update(qe.UpdateOperation.upsert_points(points))
+        with self._engine("writing points"):
+            self._shard.update(qe.UpdateOperation.upsert_points(points))
 
     def _params(self, hnsw_ef: int | None, exact: bool) -> Any:
         qe = self._qe
@@ -175,30 +192,44 @@ class EdgeStore(VectorStore):
         if rows.shape[0] != 1:
             raise ValueError(f"search: expected one query vector, got {rows.shape[0]} (use search_batch)")
         request = self._request(rows[0].tolist(), k, self._filter(filter), self._params(hnsw_ef, exact))
-        return [self._passage(p) for p in self._shard.query(request)]
+        with self._engine("search"):
+            return [self._passage(p) for p in self._shard.query(request)]
 
     def search_batch(self, vectors, k=10, filter=None, hnsw_ef=None, exact=False) -> list[list[Passage]]:
         rows = self._check_query(vectors)
         flt, params = self._filter(filter), self._params(hnsw_ef, exact)
         batch = self._qe.QueryBatchRequest([self._request(r, k, flt, params) for r in rows.tolist()])
-        return [[self._passage(p) for p in hits] for hits in self._shard.query_batch(batch)]
+        with self._engine("search"):
+            return [[self._passage(p) for p in hits] for hits in self._shard.query_batch(batch)]
 
     def count(self, filter=None) -> int:
-        return int(self._shard.count(self._qe.CountRequest(exact=True, filter=self._filter(filter))))
+        request = self._qe.CountRequest(exact=True, filter=self._filter(filter))
+        with self._engine("counting points"):
+            return int(self._shard.count(request))
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Passage]:
         ids = list(ids)
         if not ids:
             return []
         pids = [point_id(i) for i in ids]
-        records = self._shard.retrieve(pids, with_payload=True, with_vector=bool(with_vectors))
+        with self._engine("reading points"):
+            records = self._shard.retrieve(pids, with_payload=True, with_vector=bool(with_vectors))
         by_id = {str(r.id): r for r in records}
         return [self._passage(by_id[p], with_vectors) for p in pids if p in by_id]
+
+    def sample(self, limit: int, with_vectors: bool = True) -> list[Passage]:
+        if limit < 1:
+            return []
+        request = self._qe.ScrollRequest(limit=int(limit), with_payload=True, with_vector=bool(with_vectors))
+        with self._engine("reading points"):
+            records, _ = self._shard.scroll(request)
+        return [self._passage(r, with_vectors) for r in records]
 
     def delete(self, ids: Sequence[str]) -> None:
         ids = list(ids)
         if ids:
-            self._shard.update(self._qe.UpdateOperation.delete_points([point_id(i) for i in ids]))
+            with self._engine("deleting points"):
+                self._shard.update(self._qe.UpdateOperation.delete_points([point_id(i) for i in ids]))
 
     def create_payload_index(self, field_name: str) -> None:
         qe = self._qe
@@ -207,14 +238,17 @@ class EdgeStore(VectorStore):
         self._shard.update(qe.UpdateOperation.create_field_index(field_name, qe.PayloadSchemaType.Keyword))
 
     def flush(self) -> None:
-        self._shard.flush()
+        with self._engine("flushing"):
+            self._shard.flush()
 
     def optimize(self) -> None:
-        self._shard.optimize()
-        self._shard.flush()
+        with self._engine("building the search index"):
+            self._shard.optimize()
+            self._shard.flush()
 
     def info(self) -> dict[str, Any]:
-        shard_info = self._shard.info()
+        with self._engine("reading the shard's status"):
+            shard_info = self._shard.info()
         return {
             "backend": self.backend,
             "location": str(self._dir),
@@ -247,8 +281,9 @@ class EdgeStore(VectorStore):
     def close(self) -> None:
         if self._shard is not None:
             try:
-                self._shard.flush()
-                self._shard.close()
+                with self._engine("flushing"):
+                    self._shard.flush()
+                    self._shard.close()
             finally:
                 self._shard = None
                 self._lock.release()
@@ -268,6 +303,15 @@ class EdgeStore(VectorStore):
         if c.op == "any":
             return qe.FieldCondition(c.key, match=qe.MatchAny(list(c.value)))
         return qe.FieldCondition(c.key, range=qe.RangeFloat(**c.value))
+
+
+def damaged(config: StoreConfig, problem: str) -> CollectionDamagedError:
+    """The error for a collection whose files are damaged: what failed, and how to recover."""
+    root = collection_dir(config)
+    return CollectionDamagedError(
+        f"{config.describe()} is damaged: {problem}. Check it with `ret2vqa index verify --store {config.path} "
+        f"--collection {config.collection}`; to rebuild it, move {root} away and run `ret2vqa index build` again"
+    )
 
 
 def edge_config(config: StoreConfig, dim: int, distance: str) -> Any:

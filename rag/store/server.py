@@ -207,6 +207,12 @@ class QdrantServerStore(VectorStore):
         by_id = {str(r.id): r for r in records}
         return [self._passage(by_id[p], with_vectors) for p in pids if p in by_id]
 
+    def sample(self, limit: int, with_vectors: bool = True) -> list[Passage]:
+        if limit < 1:
+            return []
+        records, _ = self._client.scroll(self._name, limit=int(limit), with_payload=True, with_vectors=bool(with_vectors))
+        return [self._passage(r, with_vectors) for r in records]
+
     def delete(self, ids: Sequence[str]) -> None:
         ids = list(ids)
         if ids:
