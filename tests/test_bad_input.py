@@ -390,7 +390,8 @@ def test_wrong_format_and_duplicate_ids(tiny_config, tmp_path, capsys):
 def test_numeric_flags_are_checked_at_parse_time(capsys, args, flag):
     rc, out, err = cli(capsys, *args)
     assert rc == 2 and out == ""
-    assert f"error: argument {flag}" in err and ("must be" in err or "expected" in err)
+    assert f": argument {flag}" in err and ("must be" in err or "expected" in err)
+    assert err.startswith("error: ret2vqa ") and len(err.strip().splitlines()) == 1  # one line, no usage block
 
 
 def test_eval_refuses_to_resume_another_questions_file(tiny_config, tmp_path, capsys):

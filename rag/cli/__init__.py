@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import logging
 import sys
+from typing import NoReturn
 
 # Modules providing subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: list[str] = [
@@ -32,8 +33,20 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
+class CommandLineParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one ``error:`` line, exit status 2.
+
+    argparse's own report (a usage block, then ``prog: error: ...``) buries the one line that
+    matters; every other user mistake in ``ret2vqa`` is a single ``error:`` line, so argument
+    mistakes are too. Subcommand parsers inherit the class through ``add_subparsers``.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="ret2vqa",
         description=(
             "Knowledge-based visual question answering: a ReT-2 multimodal retriever over a Qdrant "
