@@ -85,9 +85,10 @@ def retrieval_recall(encoder: ReT2Encoder, pairs: list[TrainingPair], ks: tuple[
         if p.entity not in doc_index:
             doc_index[p.entity] = len(docs)
             docs.append({"text": p.doc_text, "image": p.doc_image})
-    d = encoder.encode(docs, batch_size=batch_size)
-    q = encoder.encode([{"text": p.query_text, "image": p.query_image} for p in pairs], batch_size=batch_size)
-    scores = q @ d.T
+    d = encoder.encode(docs, batch_size=batch_size, side="document")
+    q = encoder.encode([{"text": p.query_text, "image": p.query_image} for p in pairs], batch_size=batch_size,
+                       side="query")
+    scores = encoder.score(q, d)
     gold = np.array([doc_index[p.entity] for p in pairs])
     ranking = np.argsort(-scores, axis=1)
     ranks = np.argmax(ranking == gold[:, None], axis=1)
@@ -228,8 +229,7 @@ class Trainer:
             batches = acc.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:
                 with acc.accumulate(self.model):
-                    embeddings = self.model(**batch["inputs"]).embeddings
-                    q, d = embeddings.chunk(2, dim=0)
+                    q, d = self._embed_pairs(batch["inputs"])
                     loss, stats = self.loss_fn(q, d, batch["labels"])
                     acc.backward(loss)
                     if acc.sync_gradients and cfg.max_grad_norm:
@@ -274,6 +274,18 @@ class Trainer:
                 json.dumps({**final, "history_tail": self.history[-5:]}, indent=2), encoding="utf-8")
         acc.end_training()
         return final
+
+    def _embed_pairs(self, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query and document embeddings of a collated batch (queries first, then documents).
+
+        One forward when both sides share the cell; with separate query and document
+        cells, each half goes through its own side.
+        """
+        if self.accelerator.unwrap_model(self.model).config.share_query_passage_models:
+            return self.model(**inputs).embeddings.chunk(2, dim=0)
+        halves = [{k: v.chunk(2, dim=0)[i] if torch.is_tensor(v) else v for k, v in inputs.items()} for i in (0, 1)]
+        return (self.model(**halves[0], side="query").embeddings,
+                self.model(**halves[1], side="document").embeddings)
 
     def _evaluate(self) -> dict[str, float]:
         model = self.accelerator.unwrap_model(self.model)
