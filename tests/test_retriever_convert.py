@@ -385,3 +385,36 @@ def test_existing_output_is_not_overwritten(tmp_path, processor_dir):
     with pytest.raises(ConfigError, match="already exists"):
         convert_checkpoint(src, tmp_path / "out", processor=processor_dir)
     assert _only_entries(tmp_path / "out") == ["keep.txt"]
+
+
+def test_round_trip_convert_index_search_equals_exact_maxsim(tmp_path, processor_dir):
+    from rag.config import PipelineConfig
+    from rag.ingest import build_index
+    from rag.store import open_store
+
+    src = tmp_path / "released"
+    write_reference_checkpoint(src, nesting="4.x", shards=2)
+    out = convert_checkpoint(src, tmp_path / "converted", processor=processor_dir)
+    kb = tmp_path / "kb.jsonl"
+    texts = ["The Eiffel Tower was completed in 1889.", "Water lilies by Claude Monet.", "The Colosseum in Rome.",
+             "A domestic cat.", "The Saturn V rocket.", "The Statue of Liberty, New York.", "Mount Fuji, Japan.",
+             "Big Ben in London.", "The Golden Gate Bridge.", "The Great Wall of China."]
+    kb.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    cfg = PipelineConfig.from_dict({
+        "encoder": {"name_or_path": str(out), "device": "cpu", "dtype": "float32"},
+        "store": {"path": str(tmp_path / "qdrant"), "collection": "kb"},
+        "ingest": {"batch_size": 4},
+    }, where="test")
+    report = build_index(cfg, kb, "jsonl", show_progress=False)
+    assert report.passages_total == len(texts)
+    encoder = ReT2Encoder.from_pretrained(str(out), device="cpu", dtype="float32")
+    queries = encoder.encode_queries(["When was the tower built?", None], images=[None, image(5)],
+                                     instruction=INSTRUCTION)
+    docs = encoder.encode_documents(texts)
+    exact = reference_maxsim(queries, docs)
+    with open_store(cfg.store) as store:
+        assert store.metadata.multivector
+        hits = store.search_batch(queries, k=len(texts))
+    for row, found in zip(exact, hits):
+        assert [p.id for p in found] == [f"p{j}" for j in np.argsort(-row)]
+        np.testing.assert_allclose([p.score for p in found], np.sort(row)[::-1], atol=1e-4)
