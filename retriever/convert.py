@@ -424,7 +424,6 @@ def convert_checkpoint(source: str | os.PathLike, output: str | os.PathLike, pro
     ret2_processor, processor_source = load_processor(directory, released, processor, source_name,
                                                       config.max_text_length)
     config.architectures = ["ReT2Model"]
-    config.torch_dtype = str(next(iter(state.values())).dtype).replace("torch.", "")
 
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))

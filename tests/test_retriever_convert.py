@@ -418,3 +418,22 @@ def test_round_trip_convert_index_search_equals_exact_maxsim(tmp_path, processor
     for row, found in zip(exact, hits):
         assert [p.id for p in found] == [f"p{j}" for j in np.argsort(-row)]
         np.testing.assert_allclose([p.score for p in found], np.sort(row)[::-1], atol=1e-4)
+
+
+def test_convert_command(tmp_path, processor_dir, capsys):
+    from rag.cli import main
+
+    src = tmp_path / "released"
+    write_reference_checkpoint(src, nesting="5.x", pooled=True)
+    assert main(["convert", str(src), str(tmp_path / "out"), "--processor", str(processor_dir), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["head"] == "pooled (one vector)" and summary["output_shape"] == [D]
+    assert summary["cells"] == "separate query and document cells" and summary["processor"] == str(processor_dir)
+    assert ReT2Encoder.from_pretrained(str(tmp_path / "out")).encode(["x"]).shape == (1, D)
+    capsys.readouterr()
+    # bad input: one error line, exit status 2, nothing written
+    (src / "model.safetensors").write_bytes(b"\x00" * 16)
+    assert main(["convert", str(src), str(tmp_path / "out2"), "--processor", str(processor_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "model.safetensors" in err
+    assert not (tmp_path / "out2").exists()
