@@ -41,3 +41,20 @@ def test_store_bench_writes_rows_for_every_backend(tmp_path):
     assert by_backend["exact"]["recall_at_10"] == 1.0
     assert by_backend["edge"]["recall_at_10"] > 0.9  # HNSW on 1,500 points is all but exact
     assert "than exact NumPy search" in run.stdout
+
+
+def test_store_bench_multivector_measures_maxsim_recall_and_bytes_per_passage(tmp_path):
+    out = tmp_path / "mv.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "store.py"), "--multivector", "--sizes", "300", "--queries", "8",
+         "--tokens", "4", "--dim", "16", "--clusters", "10", "--intrinsic-dim", "4", "--workdir",
+         str(tmp_path / "work"), "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = {row["backend"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {"exact", "edge-mv"} and all(r["multivector"] and r["tokens"] == 4 for r in rows.values())
+    assert rows["exact"]["recall_at_10"] == 1.0 and rows["edge-mv"]["recall_at_10"] > 0.9
+    assert rows["edge-mv"]["bytes_per_passage"] > 0 and rows["edge-mv"]["ram_bytes_per_passage"] >= 4 * 16
+    assert {"upsert_per_s", "build_s", "p50_ms", "p95_ms"} <= set(rows["edge-mv"])
+    assert "B/passage on disk" in run.stdout

@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retriever.convert import CONVERSION_RECORD, convert_checkpoint
     from retriever.configuration_ret2 import ReT2Config
+    from retriever.convert import CONVERSION_RECORD, convert_checkpoint
 
     out = convert_checkpoint(args.src, args.out, processor=args.processor, revision=args.revision)
     config = ReT2Config.from_pretrained(out)
