@@ -20,7 +20,8 @@ def test_encoder_bench_writes_the_promised_json(tmp_path):
     assert {"backbone_ms", "ret2_ms", "ratio", "all_layers_ratio", "peak_mem_mb"} <= set(result)
     assert result["ratio"] > 0 and result["all_layers_ratio"] > 0
     variants = {row["variant"]: row for row in result["variants"]}
-    assert set(variants) == {"backbone", "ret2", "ret2-all-layers", "ret2-hidden128"}
+    assert set(variants) == {"backbone", "ret2", "ret2-all-layers", "ret2-hidden128", "ret-late-interaction"}
+    assert variants["ret-late-interaction"]["steps"] == 4 and result["late_interaction_ratio"] > 0
     assert variants["ret2"]["steps"] == 3 and variants["ret2-all-layers"]["steps"] == 4
     assert result["setting"]["cell"]["hidden_size"] == 64  # the default: the narrower tower's width
     assert "x backbone" in run.stdout
