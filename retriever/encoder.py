@@ -265,7 +265,7 @@ class ReT2Encoder(BaseEncoder):
 
         local = resolve_model(name_or_path, revision, config_field="encoder.name_or_path")
         if is_released_checkpoint(local):
-            local = str(converted_checkpoint(local))
+            local = str(converted_checkpoint(local, source_name=name_or_path))
         model = ReT2Model.from_pretrained(local)
         processor = ReT2Processor.from_pretrained(local)
         encoder = cls(model, processor, name_or_path=name_or_path, revision=revision, device=device, dtype=dtype,
