@@ -473,4 +473,10 @@ def converted_checkpoint(directory: str | os.PathLike, source_name: str | None =
     if (target / "config.json").is_file():
         return target
     logger.warning("converting the released ReT checkpoint %s into %s (once)", source_name or directory, target)
-    return convert_checkpoint(directory, target, processor=processor, source_name=source_name)
+    try:
+        return convert_checkpoint(directory, target, processor=processor, source_name=source_name)
+    except (OSError, ConfigError):
+        # Another process (e.g. a multi-GPU indexing run) converted it first: its rename won.
+        if (target / "config.json").is_file():
+            return target
+        raise

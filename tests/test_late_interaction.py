@@ -49,6 +49,8 @@ def test_the_collection_is_multivector_and_search_ranks_by_exact_maxsim(late_con
     assert main(["index", "info", "--config", str(late_config), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["metadata"]["multivector"] is True and info["metadata"]["dim"] == 32
+    assert main(["index", "info", "--config", str(late_config)]) == 0
+    assert "multivector: MaxSim over token vectors" in capsys.readouterr().out
     image = str(DEMO_DIR / "images" / "coffee.jpg")
     assert main(["search", "--config", str(late_config), "--text", "Where is it from?", "--image", image,
                  "-k", "5", "--json"]) == 0
