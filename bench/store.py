@@ -30,8 +30,8 @@ output: ``--tokens`` x ``--dim`` unit vectors per passage and per query, default
 ranked by MaxSim): the same rows and columns, with recall@10 against *exact MaxSim*
 (NumPy), plus ``bytes_per_passage`` (on disk) and ``ram_bytes_per_passage`` (what a
 search keeps in RAM: the int8 codes with quantization, else the float vectors, plus the
-HNSW links). Defaults are modest (5,000 passages, 100 queries, the HNSW settings of
-``configs/retrievers/``: ``m=16, ef_construct=128``; a few minutes on 2 cores);
+HNSW links). Defaults are modest (5,000 passages, 100 queries, the store's HNSW defaults
+as in ``configs/retrievers/``; about 5 minutes on 2 cores, most of it the HNSW build);
 the issue's 100K x 32 x 128 is ``--sizes 100000`` on a bigger machine::
 
     python bench/store.py --multivector --json OUT.json
@@ -377,10 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intrinsic-dim", type=int, default=64, help="directions of variation within a cluster")
     parser.add_argument("--spread", type=float, default=0.6, help="within-cluster spread (norm) along them")
     parser.add_argument("--noise", type=float, default=0.5, help="isotropic noise (norm) on top")
-    parser.add_argument("--m", type=int, default=None,
-                        help=f"HNSW degree (default {HnswSettings.m}; 16 with --multivector, as configs/retrievers/)")
-    parser.add_argument("--ef-construct", type=int, default=None,
-                        help=f"HNSW build breadth (default {HnswSettings.ef_construct}; 128 with --multivector)")
+    parser.add_argument("--m", type=int, default=HnswSettings.m)
+    parser.add_argument("--ef-construct", type=int, default=HnswSettings.ef_construct)
     parser.add_argument("--hnsw-ef", type=int, default=HnswSettings.hnsw_ef)
     parser.add_argument("--ef-sweep", type=int, nargs="*", default=[32, 64, 128, 256])
     parser.add_argument("--segments", type=int, default=None, help="optimizer default_segment_number (default: Qdrant's)")
@@ -394,8 +392,6 @@ def main(argv: list[str] | None = None) -> int:
     args.sizes = args.sizes or ([5_000] if args.multivector else [50_000])
     args.queries = args.queries or (100 if args.multivector else 1000)
     args.dim = args.dim or (128 if args.multivector else 768)
-    args.m = args.m or (16 if args.multivector else HnswSettings.m)
-    args.ef_construct = args.ef_construct or (128 if args.multivector else HnswSettings.ef_construct)
     if args.multivector:
         env = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
         workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ret2vqa-bench-"))
