@@ -52,6 +52,8 @@ from .configuration_ret2 import ReT2Config
 
 #: The two sides of a retriever: what ``ReT2Model.forward(side=...)`` accepts.
 SIDES = ("query", "document")
+#: ``forward(side=PAIRED_SIDES)``: the first half of the batch through the query side, the second the document side.
+PAIRED_SIDES = "query+document"
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -449,8 +451,17 @@ class ReT2Model(ReT2PreTrainedModel):
         content has no effect). ``vision_kwargs`` carries backbone-specific vision inputs
         (SigLIP 2's ``pixel_attention_mask`` and ``spatial_shapes``). ``side``: ``"query"``
         or ``"document"``, which cell embeds the batch (the same one unless the model has
-        a separate document side).
+        a separate document side); ``"query+document"``: the first half of the batch are
+        queries, the second half their documents (training: one call, so a distributed
+        wrapper sees one forward per step).
         """
+        if side == PAIRED_SIDES:
+            halves = [{k: v.chunk(2, dim=0)[i] if torch.is_tensor(v) else v for k, v in dict(
+                input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values, text_mask=text_mask,
+                image_mask=image_mask, **vision_kwargs).items()} for i in (0, 1)]
+            parts = [self.forward(**half, return_state=return_state, side=s) for half, s in zip(halves, SIDES)]
+            return ReT2Output(embeddings=torch.cat([p.embeddings for p in parts]),
+                              state=torch.cat([p.state for p in parts]) if return_state else None)
         text_adapter, vision_adapter, ret_cell, late_proj = self.side_modules(side)
         if input_ids is None and pixel_values is None:
             raise ValueError("ReT2Model.forward needs input_ids, pixel_values, or both")

@@ -139,3 +139,15 @@ def test_maxsim_loss_matches_its_definition():
     expected = 0.5 * (torch.nn.functional.cross_entropy(logits, labels)
                       + torch.nn.functional.cross_entropy(logits.T, labels))
     assert float(loss.detach()) == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_paired_forward_embeds_queries_and_documents_with_their_own_sides(fixtures_dir):
+    encoder = build_tiny_encoder("clip-late", seed=3)
+    texts = ["a question", "another question", "a passage", "another passage"]
+    batch = encoder.processor(texts, [None, None, None, None])
+    with torch.no_grad():
+        paired = encoder.model(**batch, side="query+document").embeddings
+        queries = encoder.model(**{k: v[:2] for k, v in batch.items()}, side="query").embeddings
+        documents = encoder.model(**{k: v[2:] for k, v in batch.items()}, side="document").embeddings
+    torch.testing.assert_close(paired, torch.cat([queries, documents]))
+    assert not torch.allclose(queries, encoder.model(**{k: v[:2] for k, v in batch.items()}, side="document").embeddings)

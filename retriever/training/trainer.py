@@ -28,7 +28,7 @@ from ret2vqa.errors import ConfigError
 from ret2vqa.io import MalformedRows
 
 from ..encoder import ReT2Encoder
-from ..modeling_ret2 import enable_activation_checkpointing
+from ..modeling_ret2 import PAIRED_SIDES, enable_activation_checkpointing
 from ..processing_ret2 import ReT2Processor
 from .config import ModelInitConfig, TrainingConfig
 from .data import PairCollator, PairDataset, TrainingPair, epoch_order, read_m2kr, read_pairs
@@ -278,14 +278,12 @@ class Trainer:
     def _embed_pairs(self, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Query and document embeddings of a collated batch (queries first, then documents).
 
-        One forward when both sides share the cell; with separate query and document
-        cells, each half goes through its own side.
+        One forward call either way (what a distributed wrapper expects per step): with
+        separate query and document cells, each half goes through its own side inside it.
         """
         if self.accelerator.unwrap_model(self.model).config.share_query_passage_models:
             return self.model(**inputs).embeddings.chunk(2, dim=0)
-        halves = [{k: v.chunk(2, dim=0)[i] if torch.is_tensor(v) else v for k, v in inputs.items()} for i in (0, 1)]
-        return (self.model(**halves[0], side="query").embeddings,
-                self.model(**halves[1], side="document").embeddings)
+        return self.model(**inputs, side=PAIRED_SIDES).embeddings.chunk(2, dim=0)
 
     def _evaluate(self) -> dict[str, float]:
         model = self.accelerator.unwrap_model(self.model)
