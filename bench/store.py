@@ -24,6 +24,18 @@ points. The JSON written with ``--json`` is a list with one object per (size, ba
 holding at least ``{"backend", "n", "upsert_per_s", "build_s", "p50_ms", "p95_ms",
 "recall_at_10"}``; edge rows also carry an ``ef_sweep`` (recall and latency per
 ``hnsw_ef``).
+
+``--multivector`` benchmarks late-interaction collections instead (a ReT encoder's
+output: ``--tokens`` x ``--dim`` unit vectors per passage and per query, default 32 x 128,
+ranked by MaxSim): the same rows and columns, with recall@10 against *exact MaxSim*
+(NumPy), plus ``bytes_per_passage`` (on disk) and ``ram_bytes_per_passage`` (what a
+search keeps in RAM: the int8 codes with quantization, else the float vectors, plus the
+HNSW links). Defaults are modest (5,000 passages, 100 queries, the store's HNSW defaults
+as in ``configs/retrievers/``; about 5 minutes on 2 cores, most of it the HNSW build);
+the issue's 100K x 32 x 128 is ``--sizes 100000`` on a bigger machine::
+
+    python bench/store.py --multivector --json OUT.json
+    python bench/store.py --multivector --sizes 100000 --queries 200 --json OUT.json
 """
 
 from __future__ import annotations
@@ -240,17 +252,127 @@ def bench_local(data, queries, truth, n_queries) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
+# Multivector (late interaction, MaxSim)
+# ---------------------------------------------------------------------------------------
+
+
+def multivector_sample(dist: ClusteredEmbeddings, n: int, tokens: int, token_spread: float, seed: int) -> np.ndarray:
+    """``(n, tokens, dim)`` unit token vectors: each item's tokens vary around one clustered draw."""
+    rng = np.random.default_rng(seed)
+    base = dist.sample(n, seed=seed)
+    out = base[:, None, :] + rng.normal(size=(n, tokens, dist.dim)).astype(np.float32) * (token_spread / np.sqrt(dist.dim))
+    out /= np.linalg.norm(out, axis=-1, keepdims=True)
+    return out.astype(np.float32)
+
+
+def maxsim_all(data: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Exact MaxSim of one ``(Tq, D)`` query against every ``(T, D)`` item of ``data``: ``(n,)``."""
+    n, t, d = data.shape
+    token_scores = (data.reshape(n * t, d) @ query.T).reshape(n, t, -1)
+    return token_scores.max(axis=1).sum(axis=1)
+
+
+def exact_maxsim_topk(data: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for i, q in enumerate(queries):
+        scores = maxsim_all(data, q)
+        top = np.argpartition(-scores, k)[:k]
+        out[i] = top[np.argsort(-scores[top])]
+    return out
+
+
+def bench_multivector_exact(data, queries, truth, n_queries) -> dict:
+    lat, found = [], []
+    for q in queries[:n_queries]:
+        t0 = time.perf_counter()
+        scores = maxsim_all(data, q)
+        top = np.argpartition(-scores, K)[:K]
+        found.append(top[np.argsort(-scores[top])].tolist())
+        lat.append(time.perf_counter() - t0)
+    n, t, d = data.shape
+    return row("exact", n, 0.0, 0.0, lat, recall(found, truth[:n_queries]), method="numpy MaxSim (matmul + max + sum)",
+               bytes_per_passage=t * d * 4, ram_bytes_per_passage=t * d * 4)
+
+
+def bench_multivector_edge(data, queries, truth, args, workdir: Path, quantization: str) -> dict:
+    name = "edge-mv" if quantization == QuantizationSettings.type else f"edge-mv-{quantization}"
+    n, t, d = data.shape
+    config = StoreConfig(
+        path=str(workdir), collection=f"{name}-{n}",
+        hnsw=HnswSettings(m=args.m, ef_construct=args.ef_construct, hnsw_ef=args.hnsw_ef),
+        quantization=QuantizationSettings(type=quantization), default_segment_number=args.segments,
+    )
+    meta = CollectionMetadata(encoder_name="synthetic-late-interaction", dim=d, multivector=True)
+    with open_store(config, expect=meta, create=True) as store:
+        upsert_s = fill(store, data, name)
+        print(f"  {name}: building the HNSW index over {n:,} multivector points ...", flush=True)
+        t0 = time.perf_counter()
+        store.optimize()
+        build_s = time.perf_counter() - t0
+        info = store.info()
+        print(f"  {name}: built in {build_s:.1f} s ({info['indexed_vectors']:,} vectors indexed)", flush=True)
+        for q in queries[:5]:  # warm-up
+            store.search(q, k=K)
+        found, lat = time_queries(lambda q: store.search(q, k=K), queries)
+        disk = sum(f.stat().st_size for f in (workdir / config.collection).rglob("*") if f.is_file())
+    shutil.rmtree(workdir / config.collection, ignore_errors=True)
+    vectors_in_ram = t * d * (1 if quantization == "scalar" else 4)
+    graph = 2 * args.m * 4  # level-0 links of one point (upper levels add ~1/m of that)
+    return row(name, n, upsert_s, build_s, lat, recall(found, truth), m=args.m, ef_construct=args.ef_construct,
+               hnsw_ef=args.hnsw_ef, quantization=quantization, tokens=t, disk_mb=round(disk / 2**20, 1),
+               bytes_per_passage=round(disk / n), ram_bytes_per_passage=vectors_in_ram + graph)
+
+
+def run_multivector(args, workdir: Path, env: dict) -> list[dict]:
+    dist = ClusteredEmbeddings(dim=args.dim, clusters=args.clusters, intrinsic_dim=args.intrinsic_dim,
+                               spread=args.spread, noise=args.noise, seed=args.seed)
+    queries = multivector_sample(dist, args.queries, args.tokens, args.token_spread, seed=10**9 + args.seed)
+    print(f"multivector data: {dist.describe()}, {args.tokens} tokens per item; {args.queries} queries; "
+          f"machine: {env}", flush=True)
+    results: list[dict] = []
+    for n in args.sizes:
+        print(f"\n== n = {n:,} passages x {args.tokens} x {args.dim} ==", flush=True)
+        t0 = time.perf_counter()
+        data = np.concatenate([multivector_sample(dist, min(5000, n - s), args.tokens, args.token_spread,
+                                                  seed=args.seed * 1_000_003 + s + 1) for s in range(0, n, 5000)])
+        truth = exact_maxsim_topk(data, queries)
+        print(f"  data + exact MaxSim ground truth in {time.perf_counter() - t0:.0f} s", flush=True)
+        size_rows = []
+        if "exact" not in args.skip:
+            size_rows.append(bench_multivector_exact(data, queries, truth, min(args.exact_queries, args.queries)))
+        if "edge" not in args.skip:
+            for quantization in args.quantization or [QuantizationSettings.type]:
+                size_rows.append(bench_multivector_edge(data, queries, truth, args, workdir, quantization))
+        for r in size_rows:
+            r.update({"dim": args.dim, "multivector": True, "tokens": args.tokens, "machine": env})
+        results.extend(size_rows)
+        print_table(results)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+        del data, truth
+        gc.collect()
+    return results
+
+
+# ---------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50_000], help="collection sizes (default 50000)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help="collection sizes (default 50000; 5000 with --multivector)")
     parser.add_argument("--json", metavar="OUT", help="write the results as a JSON list")
-    parser.add_argument("--queries", type=int, default=1000, help="queries per size (edge and ground truth)")
+    parser.add_argument("--queries", type=int, default=None,
+                        help="queries per size (edge and ground truth; default 1000, 100 with --multivector)")
     parser.add_argument("--exact-queries", type=int, default=200, help="queries timed for the exact baseline")
     parser.add_argument("--local-queries", type=int, default=50, help="queries timed for local mode (slow)")
     parser.add_argument("--local-max", type=int, default=50_000, help="largest size run in local mode")
-    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--dim", type=int, default=None, help="vector width (default 768; 128 with --multivector)")
+    parser.add_argument("--multivector", action="store_true",
+                        help="late-interaction collections: --tokens vectors per passage and query, MaxSim ranking")
+    parser.add_argument("--tokens", type=int, default=32, help="vectors per item with --multivector (default 32)")
+    parser.add_argument("--token-spread", type=float, default=0.8,
+                        help="spread of an item's tokens around its draw (--multivector)")
     parser.add_argument("--clusters", type=int, default=2000)
     parser.add_argument("--intrinsic-dim", type=int, default=64, help="directions of variation within a cluster")
     parser.add_argument("--spread", type=float, default=0.6, help="within-cluster spread (norm) along them")
@@ -267,6 +389,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="where Qdrant Edge collections are built (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    args.sizes = args.sizes or ([5_000] if args.multivector else [50_000])
+    args.queries = args.queries or (100 if args.multivector else 1000)
+    args.dim = args.dim or (128 if args.multivector else 768)
+    if args.multivector:
+        env = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+        workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ret2vqa-bench-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            results = run_multivector(args, workdir, env)
+        finally:
+            if not args.workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
+        print_table(results, final=True)
+        return 0
 
     dist = ClusteredEmbeddings(dim=args.dim, clusters=args.clusters, intrinsic_dim=args.intrinsic_dim, spread=args.spread,
                                noise=args.noise, seed=args.seed)
@@ -322,8 +458,13 @@ def print_table(results: list[dict], final: bool = False) -> None:
     def compare(speedup: float, digits: int) -> str:
         return f"{speedup:.{digits}f}x faster" if speedup >= 1 else f"{1 / speedup:.{digits}f}x slower"
 
+    for r in results:
+        if r.get("multivector") and r["backend"] != "exact":
+            print(f"n={r['n']:,} {r['backend']}: {r['bytes_per_passage']:,} B/passage on disk, "
+                  f"~{r['ram_bytes_per_passage']:,} B/passage in RAM")
     for n in sorted({r["n"] for r in results}):
-        edge, local, exact = by.get(("edge", n)), by.get(("local", n)), by.get(("exact", n))
+        edge = by.get(("edge", n)) or by.get(("edge-mv", n))
+        local, exact = by.get(("local", n)), by.get(("exact", n))
         if edge and local:
             print(f"n={n:,}: Qdrant Edge p50 is {compare(local['p50_ms'] / edge['p50_ms'], 0)} than local mode "
                   f"(upsert {compare(edge['upsert_per_s'] / local['upsert_per_s'], 1)})")

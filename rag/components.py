@@ -68,6 +68,7 @@ def collection_metadata(encoder: Any, config: EncoderConfig, distance: str = "co
         encoder_fingerprint=getattr(encoder, "fingerprint", None),
         dim=int(encoder.embedding_dim),
         distance=distance,
+        multivector=bool(getattr(encoder, "multivector", False)),
         encoder_loader=config.loader_spec(),
         config=dict(extra),
     )

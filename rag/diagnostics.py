@@ -22,6 +22,7 @@ from ret2vqa.hub import (
     is_offline,
     is_tiny_model,
     looks_like_path,
+    ret2vqa_cache_dir,
 )
 
 PACKAGES = ("ret2vqa", "torch", "transformers", "accelerate", "tokenizers", "huggingface_hub", "datasets", "evaluate",
@@ -75,7 +76,20 @@ def devices() -> dict[str, Any]:
 
 
 def cache() -> dict[str, Any]:
-    return {"hf_hub_cache": hub_cache_dir(), "offline": is_offline(), "hf_home": os.environ.get("HF_HOME")}
+    return {"hf_hub_cache": hub_cache_dir(), "offline": is_offline(), "hf_home": os.environ.get("HF_HOME"),
+            "ret2vqa_cache": ret2vqa_cache_dir()}
+
+
+def released_checkpoints() -> list[dict[str, Any]]:
+    """The published ReT checkpoints ret2vqa loads (converted on first use), and whether each is cached here."""
+    from retriever.convert import RELEASED_CHECKPOINTS
+
+    out = []
+    for hub_id, info in RELEASED_CHECKPOINTS.items():
+        local = cached_model_dir(hub_id)
+        out.append({"name_or_path": hub_id, "base_model": info["base_model"], "layer_strategy": info["strategy"],
+                    "config": info["config"], "available": local is not None, "location": local})
+    return out
 
 
 def model_status(role: str, name_or_path: str, revision: str | None) -> ModelStatus:
@@ -150,4 +164,5 @@ def report(configs: dict[str, Any]) -> dict[str, Any]:
         "devices": devices(),
         "cache": cache(),
         "models": {name: [s.to_dict() for s in model_statuses(cfg)] for name, cfg in configs.items()},
+        "released_checkpoints": released_checkpoints(),
     }

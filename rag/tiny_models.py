@@ -146,13 +146,28 @@ def build_tiny_ret2_model(backbone: str = "clip", seed: int = 0, **overrides: An
         return ReT2Model(config)
 
 
+#: Tiny encoder families that are a backbone with cell options: ``tiny-random/clip-late`` is the
+#: layout of ReT-1's released checkpoints (late interaction, separate query and document cells).
+TINY_ENCODER_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "clip-late": ("clip", {"late_interaction": True, "share_query_passage_models": False}),
+}
+
+
 def build_tiny_encoder(backbone: str = "clip", seed: int = 0, device: str = "cpu", **overrides: Any) -> ReT2Encoder:
-    """A tiny random :class:`ReT2Encoder` for tests and offline demos (its vectors mean nothing)."""
+    """A tiny random :class:`ReT2Encoder` for tests and offline demos (its vectors mean nothing).
+
+    ``backbone`` is a backbone family (``clip``, ``siglip``, ``siglip2``) or one of
+    :data:`TINY_ENCODER_VARIANTS` (e.g. ``clip-late``).
+    """
+    family = backbone
+    if backbone in TINY_ENCODER_VARIANTS:
+        backbone, options = TINY_ENCODER_VARIANTS[backbone]
+        overrides = {**options, **overrides}
     model = build_tiny_ret2_model(backbone, seed=seed, **overrides)
     processor = build_tiny_ret2_processor(
         backbone, image_size=overrides.get("image_size", 32), max_text_length=model.config.max_text_length
     )
-    return ReT2Encoder(model, processor, name_or_path=f"{TINY_PREFIX}{backbone}", revision=f"seed{seed}",
+    return ReT2Encoder(model, processor, name_or_path=f"{TINY_PREFIX}{family}", revision=f"seed{seed}",
                        device=device, dtype="float32")
 
 

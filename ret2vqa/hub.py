@@ -116,6 +116,18 @@ def hub_cache_dir() -> str:
         return os.path.expanduser("~/.cache/huggingface/hub")
 
 
+def ret2vqa_cache_dir() -> str:
+    """Where ret2vqa keeps what it derives from downloaded models (e.g. converted released checkpoints).
+
+    ``$RET2VQA_CACHE``, else ``$XDG_CACHE_HOME/ret2vqa``, else ``~/.cache/ret2vqa``.
+    """
+    explicit = os.environ.get("RET2VQA_CACHE")
+    if explicit:
+        return os.path.expanduser(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "ret2vqa")
+
+
 def cached_model_dir(name_or_path: str, revision: str | None = None) -> str | None:
     """The local directory holding ``name_or_path`` without any network access, or ``None``."""
     if Path(name_or_path).expanduser().is_dir():

@@ -1,7 +1,9 @@
 """ReT-2: a recurrent multimodal retriever over a CLIP / SigLIP backbone.
 
 One shared encoder embeds queries and documents that may be text, image, or both
-into a single L2-normalised vector each (see ``docs/retriever.md``).
+into a single L2-normalised vector each, or with a late-interaction head into one
+normalised vector per state token, compared by MaxSim (see ``docs/retriever.md``).
+The released ReT checkpoints load directly (converted by :mod:`retriever.convert`).
 
 Typical use::
 
@@ -29,6 +31,9 @@ _LAZY = {
     "DEFAULT_QUERY_INSTRUCTION": "retriever.configuration_ret2",
     "ReT2Config": "retriever.configuration_ret2",
     "ReT2Encoder": "retriever.encoder",
+    "maxsim_scores": "retriever.encoder",
+    "ConversionError": "retriever.convert",
+    "convert_checkpoint": "retriever.convert",
     "ReT2Cell": "retriever.modeling_ret2",
     "ReT2Model": "retriever.modeling_ret2",
     "ReT2Output": "retriever.modeling_ret2",

@@ -55,7 +55,8 @@ class DualEncoder(BaseEncoder):
         return int(dim) if dim else int(config.text_config.hidden_size)
 
     @torch.inference_mode()
-    def _encode_batch(self, texts: list[str | None], images: list[Any]) -> torch.Tensor:
+    def _encode_batch(self, texts: list[str | None], images: list[Any], side: str = "document") -> torch.Tensor:
+        # One model embeds both sides: ``side`` changes nothing here.
         out = torch.zeros((len(texts), self.embedding_dim), device=self.device, dtype=torch.float32)
         text_rows = [i for i, t in enumerate(texts) if t]
         image_rows = [i for i, im in enumerate(images) if im is not None]

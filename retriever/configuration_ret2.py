@@ -76,6 +76,17 @@ class ReT2Config(PretrainedConfig):
             cannot influence the output, so this saves memory and time).
         max_text_length: token budget for texts (default: the text tower's positions).
         query_instruction: prepended to query texts as ``"{instruction} {question}"``.
+        late_interaction: keep every state token: ``late_proj`` is applied per token and
+            each token is L2-normalised, giving ``(num_state_tokens, embedding_dim)`` per
+            item, compared by MaxSim (ReT-1's default output, ``use_pooler_features:
+            false``). ``False`` (the default): the pooled head, ``late_proj(mean(H))``,
+            one normalised vector per item (ReT-1's ``use_pooler_features: true``).
+        share_query_passage_models: one cell, adapter set and ``late_proj`` for both
+            queries and documents (the default for our own training). ``False``: a
+            separate document-side cell, adapters and ``late_proj`` (``document_*``
+            modules) over the same towers, as ReT-1's released checkpoints have.
+        document_input_gate_bias_prior / document_forget_gate_bias_prior: the document
+            cell's gate priors when they differ from the query cell's (``None``: same).
     """
 
     model_type = "ret2"
@@ -105,6 +116,10 @@ class ReT2Config(PretrainedConfig):
         query_instruction: str = DEFAULT_QUERY_INSTRUCTION,
         layer_norm_eps: float = 1e-5,
         initializer_range: float = 0.02,
+        late_interaction: bool = False,
+        share_query_passage_models: bool = True,
+        document_input_gate_bias_prior: float | None = None,
+        document_forget_gate_bias_prior: float | None = None,
         **kwargs: Any,
     ):
         if isinstance(backbone_config, dict):
@@ -138,6 +153,10 @@ class ReT2Config(PretrainedConfig):
         self.text_layers = list(text_layers) if text_layers is not None else None
         self.vision_layers = list(vision_layers) if vision_layers is not None else None
         self.max_text_length = max_text_length
+        self.late_interaction = bool(late_interaction)
+        self.share_query_passage_models = bool(share_query_passage_models)
+        self.document_input_gate_bias_prior = document_input_gate_bias_prior
+        self.document_forget_gate_bias_prior = document_forget_gate_bias_prior
         super().__init__(**kwargs)
         self._validate()
 
@@ -182,6 +201,11 @@ class ReT2Config(PretrainedConfig):
             )
         if self.max_text_length is None:
             self.max_text_length = spec.max_text_positions(self.backbone_config)
+
+    @property
+    def num_output_vectors(self) -> int | None:
+        """Vectors per item of a late-interaction model (``num_state_tokens``); ``None`` for one vector."""
+        return int(self.num_state_tokens) if self.late_interaction else None
 
     @property
     def num_steps(self) -> int:

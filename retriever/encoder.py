@@ -75,6 +75,34 @@ class BaseEncoder:
         raise NotImplementedError
 
     @property
+    def num_vectors(self) -> int | None:
+        """Vectors per item of a late-interaction encoder (each ``embedding_dim`` wide); ``None``: one vector."""
+        return None
+
+    @property
+    def multivector(self) -> bool:
+        """Whether items are embedded as several vectors compared by MaxSim (late interaction)."""
+        return self.num_vectors is not None
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The shape of one item's embedding: ``(dim,)`` or ``(num_vectors, dim)``."""
+        return (self.num_vectors, self.embedding_dim) if self.multivector else (self.embedding_dim,)
+
+    def score(self, query_vectors: Any, document_vectors: Any, chunk_size: int = 1024) -> np.ndarray:
+        """The ``(Nq, Nd)`` similarity matrix of queries against documents, as the store ranks them.
+
+        Single-vector encoders: the dot product (the vectors are normalised, so cosine).
+        Late-interaction encoders: MaxSim, the sum over query tokens of the best dot
+        product with any document token (ColBERT; ReT-1's scoring). Accepts what
+        ``encode*`` returns (numpy or torch); documents are scored in chunks so that the
+        ``(Nq, chunk, Tq, Td)`` token-score block stays small.
+        """
+        q = torch.as_tensor(np.asarray(query_vectors, dtype=np.float32))
+        d = torch.as_tensor(np.asarray(document_vectors, dtype=np.float32))
+        return maxsim_scores(q, d, chunk_size).numpy() if self.multivector else (q @ d.T).numpy()
+
+    @property
     def default_instruction(self) -> str:
         """The query instruction the model was trained with ("" for none)."""
         return ""
@@ -116,22 +144,22 @@ class BaseEncoder:
         instruction: str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        """Encode queries: each question is prefixed with the query instruction."""
+        """Encode queries (with the query-side cell): each question is prefixed with the query instruction."""
         images = list(images) if images is not None else [None] * len(questions)
         if len(images) != len(questions):
             raise ValueError(f"got {len(questions)} questions but {len(images)} images")
         # As in ReT-M2KR, an image-only query still carries the instruction as its text.
         texts = [self.query_text(q or "", instruction) or None for q in questions]
-        return self.encode([RetrievalItem(t, im) for t, im in zip(texts, images)], **kwargs)
+        return self.encode([RetrievalItem(t, im) for t, im in zip(texts, images)], side="query", **kwargs)
 
     def encode_documents(
         self, texts: Sequence[str | None], images: Sequence[ImageLike] | None = None, **kwargs: Any
     ) -> np.ndarray:
-        """Encode documents (passages, optionally with their image)."""
+        """Encode documents (passages, optionally with their image) with the document-side cell."""
         images = list(images) if images is not None else [None] * len(texts)
         if len(images) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(images)} images")
-        return self.encode([RetrievalItem(t, im) for t, im in zip(texts, images)], **kwargs)
+        return self.encode([RetrievalItem(t, im) for t, im in zip(texts, images)], side="document", **kwargs)
 
     def encode(
         self,
@@ -140,10 +168,15 @@ class BaseEncoder:
         show_progress: bool = False,
         on_bad_image: BadImageCallback | None = None,
         as_tensor: bool = False,
+        side: str = "document",
     ) -> np.ndarray | torch.Tensor:
         """Encode items (``RetrievalItem``, ``{"text", "image"}``, ``(text, image)`` or a string).
 
-        Returns float32 L2-normalised vectors, one row per item in the given order.
+        Returns float32 L2-normalised vectors, one row per item in the given order:
+        ``(N, dim)``, or ``(N, num_vectors, dim)`` for a late-interaction encoder.
+        ``side``: ``"document"`` (the default: what indexing embeds) or ``"query"``; it
+        picks the cell of an encoder with separate query and document sides
+        (:meth:`encode_queries` / :meth:`encode_documents` set it).
         A missing/unreadable image raises :class:`ItemError`, unless ``on_bad_image`` is
         given: then it is called with ``(index, message)`` and the item is encoded
         from its text alone (an item left with neither text nor image still raises).
@@ -154,7 +187,9 @@ class BaseEncoder:
                 raise ItemError(i, "has neither text nor image")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        out = torch.empty((len(items), self.embedding_dim), dtype=torch.float32)
+        if side not in ("query", "document"):
+            raise ValueError(f"side must be 'query' or 'document', got {side!r}")
+        out = torch.empty((len(items), *self.output_shape), dtype=torch.float32)
         # Length bucketing: similar items share a batch, so padding (and wasted compute) is small.
         order = sorted(range(len(items)), key=lambda i: (items[i].has_image, len(items[i].text or "")))
         bar = tqdm(total=len(items), desc="encoding", unit="item", disable=not show_progress, smoothing=0.05)
@@ -163,7 +198,7 @@ class BaseEncoder:
                 idx = order[start : start + batch_size]
                 texts = [items[i].text if items[i].has_text else None for i in idx]
                 images = list(pool.map(lambda i: self._load(items[i], i, on_bad_image), idx))
-                out[idx] = self._encode_batch(texts, images)
+                out[idx] = self._encode_batch(texts, images, side)
                 bar.update(len(idx))
         bar.close()
         return out if as_tensor else out.numpy()
@@ -179,8 +214,8 @@ class BaseEncoder:
             on_bad_image(index, str(exc))
             return None
 
-    def _encode_batch(self, texts: list[str | None], images: list[Any]) -> torch.Tensor:
-        """Embed one batch (``None`` marks a missing modality); returns float32 CPU vectors."""
+    def _encode_batch(self, texts: list[str | None], images: list[Any], side: str = "document") -> torch.Tensor:
+        """Embed one batch (``None`` marks a missing modality) on ``side``; returns float32 CPU vectors."""
         raise NotImplementedError  # pragma: no cover - abstract
 
 
@@ -192,7 +227,7 @@ class ReT2Encoder(BaseEncoder):
         encoder = ReT2Encoder.from_pretrained("path/or/hub-id")
         q = encoder.encode_queries(["Which year was this building completed?"], images=["photo.jpg"])
         d = encoder.encode_documents(["The tower was completed in 1889 ..."])
-        scores = q @ d.T
+        scores = encoder.score(q, d)      # (1, 1): dot product, or MaxSim for late interaction
     """
 
     def __init__(
@@ -218,10 +253,19 @@ class ReT2Encoder(BaseEncoder):
         dtype: str | torch.dtype | None = None,
         **kwargs: Any,
     ) -> "ReT2Encoder":
-        """Load a ReT-2 checkpoint (hub id or local directory) with its processor."""
+        """Load a ReT-2 checkpoint (hub id or local directory) with its processor.
+
+        A released ReT checkpoint (``model_type: "retriever"``, e.g.
+        ``aimagelab/ReT-CLIP-ViT-L-14``) is converted on the fly into our format, once:
+        the result is cached (:func:`retriever.convert.converted_checkpoint`).
+        """
         from ret2vqa.hub import resolve_model
 
+        from .convert import converted_checkpoint, is_released_checkpoint
+
         local = resolve_model(name_or_path, revision, config_field="encoder.name_or_path")
+        if is_released_checkpoint(local):
+            local = str(converted_checkpoint(local, source_name=name_or_path))
         model = ReT2Model.from_pretrained(local)
         processor = ReT2Processor.from_pretrained(local)
         encoder = cls(model, processor, name_or_path=name_or_path, revision=revision, device=device, dtype=dtype,
@@ -264,17 +308,35 @@ class ReT2Encoder(BaseEncoder):
         return int(self.model.config.embedding_dim)
 
     @property
+    def num_vectors(self) -> int | None:
+        return self.model.config.num_output_vectors
+
+    @property
     def default_instruction(self) -> str:
         return self.model.config.query_instruction or ""
 
     @torch.inference_mode()
-    def _encode_batch(self, texts: list[str | None], images: list[Any]) -> torch.Tensor:
+    def _encode_batch(self, texts: list[str | None], images: list[Any], side: str = "document") -> torch.Tensor:
         batch = self.processor(texts, images).to(self.device)
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
-        embeddings = self.model(**batch).embeddings
+        embeddings = self.model(**batch, side=side).embeddings
         return embeddings.float().cpu()
 
     def __repr__(self) -> str:
         return (f"ReT2Encoder(name_or_path={self.name_or_path!r}, backbone={self.model.spec.name}, "
                 f"dim={self.embedding_dim}, device={self.device}, dtype={self.dtype})")
+
+
+def maxsim_scores(queries: torch.Tensor, documents: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
+    """MaxSim of ``(Nq, Tq, D)`` queries against ``(Nd, Td, D)`` documents: ``(Nq, Nd)``.
+
+    ``score(q, d) = sum_i max_j <q_i, d_j>``. Differentiable (the training loss uses it);
+    documents are taken ``chunk_size`` at a time so memory stays ``Nq * chunk * Tq * Td``.
+    """
+    if queries.dim() != 3 or documents.dim() != 3:
+        raise ValueError(f"MaxSim needs (N, T, D) queries and documents, got {tuple(queries.shape)} and "
+                         f"{tuple(documents.shape)}")
+    parts = [torch.einsum("qtd,nsd->qnts", queries, documents[i:i + chunk_size]).amax(dim=-1).sum(dim=-1)
+             for i in range(0, documents.shape[0], chunk_size)]
+    return torch.cat(parts, dim=1) if parts else queries.new_zeros((queries.shape[0], 0))

@@ -16,7 +16,11 @@ updates ``k`` state tokens once per tapped layer pair::
     H   = H' + MLP(LN(H'))
 
 The final state is mean-pooled, projected to ``embedding_dim`` and L2-normalised:
-one vector per item, compared by dot product.
+one vector per item, compared by dot product (the pooled head, the default). With
+``late_interaction`` every state token is projected and normalised instead, giving
+``(num_state_tokens, embedding_dim)`` per item, compared by MaxSim (ReT-1's released
+checkpoints). With ``share_query_passage_models: false`` documents go through their
+own cell, adapters and projection (``document_*``) over the same towers.
 
 A missing modality is masked *and skipped*: towers and cross-attentions run only on
 the items that have that modality, and the masked gates are exactly zero, so the
@@ -45,6 +49,11 @@ except ImportError:  # pragma: no cover - transformers 4.x
 
 from .backbones import backbone_spec, prune_tower
 from .configuration_ret2 import ReT2Config
+
+#: The two sides of a retriever: what ``ReT2Model.forward(side=...)`` accepts.
+SIDES = ("query", "document")
+#: ``forward(side=PAIRED_SIDES)``: the first half of the batch through the query side, the second the document side.
+PAIRED_SIDES = "query+document"
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -225,7 +234,8 @@ class ReT2Cell(nn.Module):
 
 @dataclass
 class ReT2Output(ModelOutput):
-    """``embeddings``: (batch, embedding_dim), L2-normalised. ``state``: final state tokens."""
+    """``embeddings``: (batch, embedding_dim), or (batch, num_state_tokens, embedding_dim) for a
+    late-interaction model, L2-normalised per vector. ``state``: final state tokens."""
 
     embeddings: torch.Tensor | None = None
     state: torch.Tensor | None = None
@@ -291,6 +301,16 @@ class ReT2Model(ReT2PreTrainedModel):
         self.vision_adapter = nn.ModuleList([nn.Linear(vision_width, d) for _ in config.vision_layers])
         self.ret_cell = ReT2Cell(config)
         self.late_proj = nn.Linear(d, config.embedding_dim, bias=False)
+        if not config.share_query_passage_models:
+            # The document side: its own adapters, cell and projection over the same towers.
+            self.document_text_adapter = nn.ModuleList([nn.Linear(text_width, d) for _ in config.text_layers])
+            self.document_vision_adapter = nn.ModuleList([nn.Linear(vision_width, d) for _ in config.vision_layers])
+            self.document_ret_cell = ReT2Cell(config)
+            if config.document_input_gate_bias_prior is not None:
+                self.document_ret_cell.input_gate_bias_prior = float(config.document_input_gate_bias_prior)
+            if config.document_forget_gate_bias_prior is not None:
+                self.document_ret_cell.forget_gate_bias_prior = float(config.document_forget_gate_bias_prior)
+            self.document_late_proj = nn.Linear(d, config.embedding_dim, bias=False)
         self.post_init()
         if config.freeze_backbone:
             self.freeze_backbone()
@@ -361,8 +381,21 @@ class ReT2Model(ReT2PreTrainedModel):
         blocks = tower.encoder.layers
         return [store[blocks[layer]] for layer in layers]
 
+    def side_modules(self, side: str) -> tuple[nn.ModuleList, nn.ModuleList, ReT2Cell, nn.Linear]:
+        """``(text_adapter, vision_adapter, ret_cell, late_proj)`` of ``side`` (``"query"`` or ``"document"``).
+
+        One shared set unless the model has a separate document side
+        (``share_query_passage_models: false``).
+        """
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+        if side == "document" and not self.config.share_query_passage_models:
+            return self.document_text_adapter, self.document_vision_adapter, self.document_ret_cell, self.document_late_proj
+        return self.text_adapter, self.vision_adapter, self.ret_cell, self.late_proj
+
     def _text_tokens(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, rows: torch.Tensor | None
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, rows: torch.Tensor | None,
+        adapters: nn.ModuleList | None = None,
     ) -> list[ModalityTokens]:
         if rows is not None:
             input_ids = input_ids.index_select(0, rows)
@@ -372,10 +405,12 @@ class ReT2Model(ReT2PreTrainedModel):
             self.text_model, self.config.text_layers, input_ids=input_ids, attention_mask=tower_mask
         )
         key_padding = (attention_mask == 0) if attention_mask is not None else None
-        return [ModalityTokens(adapter(h), key_padding, rows) for adapter, h in zip(self.text_adapter, hidden)]
+        adapters = self.text_adapter if adapters is None else adapters
+        return [ModalityTokens(adapter(h), key_padding, rows) for adapter, h in zip(adapters, hidden)]
 
     def _vision_tokens(
-        self, pixel_values: torch.Tensor, extra: dict[str, torch.Tensor], rows: torch.Tensor | None
+        self, pixel_values: torch.Tensor, extra: dict[str, torch.Tensor], rows: torch.Tensor | None,
+        adapters: nn.ModuleList | None = None,
     ) -> list[ModalityTokens]:
         if rows is not None:
             pixel_values = pixel_values.index_select(0, rows)
@@ -386,7 +421,8 @@ class ReT2Model(ReT2PreTrainedModel):
         key_padding = None
         if self.spec.image_key_mask_input and self.spec.image_key_mask_input in extra:
             key_padding = extra[self.spec.image_key_mask_input] == 0
-        return [ModalityTokens(adapter(h), key_padding, rows) for adapter, h in zip(self.vision_adapter, hidden)]
+        adapters = self.vision_adapter if adapters is None else adapters
+        return [ModalityTokens(adapter(h), key_padding, rows) for adapter, h in zip(adapters, hidden)]
 
     @staticmethod
     def _rows(mask: torch.Tensor) -> torch.Tensor | None | bool:
@@ -406,14 +442,27 @@ class ReT2Model(ReT2PreTrainedModel):
         text_mask: torch.Tensor | None = None,
         image_mask: torch.Tensor | None = None,
         return_state: bool = False,
+        side: str = "query",
         **vision_kwargs: torch.Tensor,
     ) -> ReT2Output:
         """Embed a batch. ``text_mask`` / ``image_mask`` (one 0/1 per item) switch a modality off.
 
         Inputs hold one row per item; rows of a masked-off modality are ignored (their
         content has no effect). ``vision_kwargs`` carries backbone-specific vision inputs
-        (SigLIP 2's ``pixel_attention_mask`` and ``spatial_shapes``).
+        (SigLIP 2's ``pixel_attention_mask`` and ``spatial_shapes``). ``side``: ``"query"``
+        or ``"document"``, which cell embeds the batch (the same one unless the model has
+        a separate document side); ``"query+document"``: the first half of the batch are
+        queries, the second half their documents (training: one call, so a distributed
+        wrapper sees one forward per step).
         """
+        if side == PAIRED_SIDES:
+            halves = [{k: v.chunk(2, dim=0)[i] if torch.is_tensor(v) else v for k, v in dict(
+                input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values, text_mask=text_mask,
+                image_mask=image_mask, **vision_kwargs).items()} for i in (0, 1)]
+            parts = [self.forward(**half, return_state=return_state, side=s) for half, s in zip(halves, SIDES)]
+            return ReT2Output(embeddings=torch.cat([p.embeddings for p in parts]),
+                              state=torch.cat([p.state for p in parts]) if return_state else None)
+        text_adapter, vision_adapter, ret_cell, late_proj = self.side_modules(side)
         if input_ids is None and pixel_values is None:
             raise ValueError("ReT2Model.forward needs input_ids, pixel_values, or both")
         batch = input_ids.shape[0] if input_ids is not None else pixel_values.shape[0]
@@ -434,15 +483,19 @@ class ReT2Model(ReT2PreTrainedModel):
 
         text_rows = self._rows(text_mask)
         image_rows = self._rows(image_mask)
-        text_steps = self._text_tokens(input_ids, attention_mask, text_rows) if text_rows is not False else None
+        text_steps = (
+            self._text_tokens(input_ids, attention_mask, text_rows, text_adapter) if text_rows is not False else None
+        )
         extra = {k: v for k, v in vision_kwargs.items() if k in self.spec.extra_vision_inputs and v is not None}
         vision_steps = (
-            self._vision_tokens(pixel_values.to(self.dtype), extra, image_rows) if image_rows is not False else None
+            self._vision_tokens(pixel_values.to(self.dtype), extra, image_rows, vision_adapter)
+            if image_rows is not False
+            else None
         )
 
-        state = self.ret_cell.initial_state(batch)
+        state = ret_cell.initial_state(batch)
         for step in range(self.config.num_steps):
-            state = self.ret_cell(
+            state = ret_cell(
                 state,
                 text_steps[step] if text_steps is not None else None,
                 vision_steps[step] if vision_steps is not None else None,
@@ -450,7 +503,10 @@ class ReT2Model(ReT2PreTrainedModel):
                 image_mask,
                 shared_state=step == 0 and not self.training,
             )
-        embeddings = F.normalize(self.late_proj(state.mean(dim=1)), p=2, dim=-1)
+        if self.config.late_interaction:  # one vector per state token, each normalised (MaxSim)
+            embeddings = F.normalize(late_proj(state), p=2, dim=-1)
+        else:  # the pooled head: late_proj(mean(H))
+            embeddings = F.normalize(late_proj(state.mean(dim=1)), p=2, dim=-1)
         return ReT2Output(embeddings=embeddings, state=state if return_state else None)
 
 

@@ -20,7 +20,8 @@ def test_encoder_bench_writes_the_promised_json(tmp_path):
     assert {"backbone_ms", "ret2_ms", "ratio", "all_layers_ratio", "peak_mem_mb"} <= set(result)
     assert result["ratio"] > 0 and result["all_layers_ratio"] > 0
     variants = {row["variant"]: row for row in result["variants"]}
-    assert set(variants) == {"backbone", "ret2", "ret2-all-layers", "ret2-hidden128"}
+    assert set(variants) == {"backbone", "ret2", "ret2-all-layers", "ret2-hidden128", "ret-late-interaction"}
+    assert variants["ret-late-interaction"]["steps"] == 4 and result["late_interaction_ratio"] > 0
     assert variants["ret2"]["steps"] == 3 and variants["ret2-all-layers"]["steps"] == 4
     assert result["setting"]["cell"]["hidden_size"] == 64  # the default: the narrower tower's width
     assert "x backbone" in run.stdout
@@ -55,3 +56,20 @@ def test_long_line_bench_writes_ratios(tmp_path):
     assert [row["size_mb"] for row in rows] == [0.02, 0.2] and all(row["passages"] == 2 for row in rows)
     assert rows[0]["time_ratio"] == 1.0 and {"seconds", "peak_rss_growth_mb", "memory_ratio"} <= set(rows[1])
     assert "x base" in run.stdout
+
+
+def test_store_bench_multivector_measures_maxsim_recall_and_bytes_per_passage(tmp_path):
+    out = tmp_path / "mv.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "store.py"), "--multivector", "--sizes", "300", "--queries", "8",
+         "--tokens", "4", "--dim", "16", "--clusters", "10", "--intrinsic-dim", "4", "--workdir",
+         str(tmp_path / "work"), "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = {row["backend"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {"exact", "edge-mv"} and all(r["multivector"] and r["tokens"] == 4 for r in rows.values())
+    assert rows["exact"]["recall_at_10"] == 1.0 and rows["edge-mv"]["recall_at_10"] > 0.9
+    assert rows["edge-mv"]["bytes_per_passage"] > 0 and rows["edge-mv"]["ram_bytes_per_passage"] >= 4 * 16
+    assert {"upsert_per_s", "build_s", "p50_ms", "p95_ms"} <= set(rows["edge-mv"])
+    assert "B/passage on disk" in run.stdout

@@ -14,7 +14,7 @@ from PIL import Image
 from rag.cli import COMMAND_MODULES, build_parser, main
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SUBCOMMANDS = ["demo", "ask", "index", "search", "eval", "score", "train", "doctor"]
+SUBCOMMANDS = ["demo", "ask", "index", "search", "eval", "score", "train", "doctor", "convert"]
 
 
 def run_cli(*args, env=None, cwd=None):
@@ -234,6 +234,10 @@ def test_doctor_json(capsys):
     assert [m["available"] for m in tiny] == [True, True]
     cpu = next(v for k, v in data["models"].items() if "cpu" in k)
     assert {m["role"] for m in cpu} == {"encoder", "generator"}
+    released = {c["name_or_path"]: c for c in data["released_checkpoints"]}
+    assert set(released) == {"aimagelab/ReT-CLIP-ViT-L-14", "aimagelab/ReT-OpenCLIP-ViT-H-14",
+                             "aimagelab/ReT-OpenCLIP-ViT-G-14"}
+    assert all((Path(__file__).resolve().parent.parent / c["config"]).is_file() for c in released.values())
 
 
 def test_readme_commands_and_ci_agree():

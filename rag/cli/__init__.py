@@ -30,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "eval.cli",
     "retriever.cli",
     "rag.cli.doctor",
+    "rag.cli.convert",
 ]
 
 

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     print("Model cache")
     print(f"  HF hub cache     {cache['hf_hub_cache']}")
     print(f"  offline mode     {'on (HF_HUB_OFFLINE)' if cache['offline'] else 'off'}")
+    print(f"  ret2vqa cache    {cache['ret2vqa_cache']}")
     print("Models")
     for config_name, statuses in data["models"].items():
         print(f"  {config_name}")
@@ -57,4 +58,8 @@ def run(args: argparse.Namespace) -> int:
             state = "available" if s["available"] else "MISSING"
             where = f"  {s['location']}" if s["location"] else ""
             print(f"    {s['role']:<10} {state:<10} {s['name_or_path']} [{s['kind']}]{where}")
+    print("Released ReT checkpoints (loaded directly, converted once into the ret2vqa cache)")
+    for c in data["released_checkpoints"]:
+        state = "available" if c["available"] else "not cached"
+        print(f"  {c['name_or_path']:<34} {state:<10} towers {c['base_model']}  preset {c['config']}")
     return 0

@@ -167,7 +167,8 @@ def format_info(info: dict[str, Any]) -> str:
         ),
         ("encoder", f"{meta['encoder_name']}" + (f" (revision {meta['encoder_revision']})" if meta.get("encoder_revision") else "")
          + (f", fingerprint {meta['encoder_fingerprint']}" if meta.get("encoder_fingerprint") else "")),
-        ("dimension", f"{meta['dim']} ({meta['distance']})"),
+        ("dimension", f"{meta['dim']} ({meta['distance']}"
+                      + (", multivector: MaxSim over token vectors)" if meta.get("multivector") else ")")),
         ("created", f"{meta['created_at']} with {meta['created_with']}"),
         ("index", f"HNSW m={hnsw.get('m')} ef_construct={hnsw.get('ef_construct')} hnsw_ef={hnsw.get('hnsw_ef')}; "
                   f"quantization {quant}"),

@@ -443,9 +443,9 @@ def _encode(encoder: Any, batch: list[tuple[Passage, Position]], config: "Pipeli
 
     items = [RetrievalItem(text=batch[i][0].text or None, image=batch[i][0].image) for i in mine]
     vectors = (
-        encoder.encode(items, batch_size=config.encoder.batch_size, on_bad_image=on_bad)
+        encoder.encode(items, batch_size=config.encoder.batch_size, on_bad_image=on_bad, side="document")
         if items
-        else np.zeros((0, int(encoder.embedding_dim)), dtype=np.float32)
+        else np.zeros((0, *getattr(encoder, "output_shape", (int(encoder.embedding_dim),))), dtype=np.float32)
     )
     gathered = procs.gather((np.asarray(vectors, dtype=np.float32), bad))
     all_vectors = np.concatenate([v for v, _ in gathered], axis=0)

@@ -8,7 +8,10 @@ server/cluster through ``qdrant-client``) is a config choice (:mod:`rag.store.co
 A collection remembers which encoder filled it (:class:`CollectionMetadata`): vectors
 from two different models are not comparable, so opening a collection with another
 encoder or dimension is refused with a message that says what was expected
-(:func:`check_compatible`). Point ids are UUID5 of the passage id
+(:func:`check_compatible`). A late-interaction encoder fills a *multivector* collection:
+each passage holds ``(T, dim)`` vectors and Qdrant ranks by MaxSim (the sum over query
+tokens of the best match among the passage's tokens); a collection of the other kind is
+refused the same way. Point ids are UUID5 of the passage id
 (:func:`point_id`), so re-indexing a passage overwrites it instead of duplicating it.
 """
 
@@ -61,6 +64,8 @@ def point_id(passage_id: str) -> str:
 class CollectionMetadata:
     """What a collection records about how it was built; checked every time it is opened.
 
+    ``multivector``: each passage holds several ``dim``-wide vectors compared by MaxSim
+    (a late-interaction encoder); ``False``: one vector per passage.
     ``encoder_fingerprint`` identifies the weights (two loads of the same checkpoint,
     by hub name or local path, share it); ``encoder_loader`` says how to rebuild the
     encoder for ``ret2vqa search`` when no config is given (e.g. the tiny test
@@ -73,6 +78,7 @@ class CollectionMetadata:
     encoder_revision: str | None = None
     encoder_fingerprint: str | None = None
     distance: str = "cosine"
+    multivector: bool = False
     encoder_loader: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
@@ -85,6 +91,7 @@ class CollectionMetadata:
         if int(self.dim) < 1:
             raise ValueError(f"embedding dimension must be >= 1, got {self.dim}")
         self.dim = int(self.dim)
+        self.multivector = bool(self.multivector)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,7 +107,8 @@ class CollectionMetadata:
     def describe_encoder(self) -> str:
         rev = f", revision {self.encoder_revision}" if self.encoder_revision else ""
         fp = f", fingerprint {self.encoder_fingerprint[:12]}" if self.encoder_fingerprint else ""
-        return f"'{self.encoder_name}'{rev}{fp}, {self.dim}-d, {self.distance}"
+        head = ", multivector (MaxSim)" if self.multivector else ""
+        return f"'{self.encoder_name}'{rev}{fp}, {self.dim}-d{head}, {self.distance}"
 
 
 def check_compatible(stored: CollectionMetadata, expected: CollectionMetadata, where: str) -> None:
@@ -113,6 +121,9 @@ def check_compatible(stored: CollectionMetadata, expected: CollectionMetadata, w
     problems = []
     if stored.dim != expected.dim:
         problems.append(f"dimension {stored.dim} != {expected.dim}")
+    if stored.multivector != expected.multivector:
+        kinds = {True: "multivector (late interaction, MaxSim)", False: "single-vector"}
+        problems.append(f"{kinds[stored.multivector]} collection != {kinds[expected.multivector]} encoder")
     if stored.distance != expected.distance:
         problems.append(f"distance '{stored.distance}' != '{expected.distance}'")
     if stored.encoder_fingerprint and expected.encoder_fingerprint:
@@ -296,21 +307,24 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None) -> None:
-        """Insert or overwrite passages ``ids`` with ``vectors`` (N, dim) and ``payloads``."""
+        """Insert or overwrite passages ``ids`` with ``vectors`` (N, dim), or (N, T, dim) in a multivector
+        collection, and ``payloads``."""
 
     @abc.abstractmethod
     def search(
         self, vector: np.ndarray, k: int = 10, filter: Mapping[str, Any] | None = None, hnsw_ef: int | None = None,
         exact: bool = False,
     ) -> list[Passage]:
-        """The ``k`` passages most similar to ``vector``, best first (with ``score``), optionally filtered."""
+        """The ``k`` passages most similar to ``vector``, best first (with ``score``), optionally filtered.
+
+        ``vector``: (dim,), or a (T, dim) token set in a multivector collection (MaxSim score)."""
 
     @abc.abstractmethod
     def search_batch(
         self, vectors: np.ndarray, k: int = 10, filter: Mapping[str, Any] | None = None, hnsw_ef: int | None = None,
         exact: bool = False,
     ) -> list[list[Passage]]:
-        """:meth:`search` for each row of ``vectors`` (N, dim), planned as one batch."""
+        """:meth:`search` for each query of ``vectors`` (N, dim), or (N, T, dim) in a multivector collection."""
 
     @abc.abstractmethod
     def count(self, filter: Mapping[str, Any] | None = None) -> int:
@@ -373,14 +387,21 @@ class VectorStore(abc.ABC):
     ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
         ids = list(ids)
         vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(ids):
-            raise ValueError(f"upsert: expected vectors of shape ({len(ids)}, {self.dim}), got {vectors.shape}")
-        if vectors.shape[1] != self.dim:
+        multi = self.metadata.multivector
+        if vectors.ndim in (2, 3) and vectors.ndim != (3 if multi else 2) and vectors.shape[:1] == (len(ids),):
             raise CollectionMismatchError(
-                f"upsert: vectors have dimension {vectors.shape[1]} but the collection holds {self.dim}-d vectors"
+                f"upsert: vectors of shape {vectors.shape} do not fit a {self._kind()} collection "
+                f"(expected ({len(ids)}, {'T, ' if multi else ''}{self.dim}))"
+            )
+        if vectors.ndim != (3 if multi else 2) or vectors.shape[0] != len(ids):
+            shape = f"({len(ids)}, {'T, ' if multi else ''}{self.dim})"
+            raise ValueError(f"upsert: expected vectors of shape {shape}, got {vectors.shape}")
+        if vectors.shape[-1] != self.dim:
+            raise CollectionMismatchError(
+                f"upsert: vectors have dimension {vectors.shape[-1]} but the collection holds {self.dim}-d vectors"
             )
         if not np.isfinite(vectors).all():
-            bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+            bad = int(np.flatnonzero(~np.isfinite(vectors.reshape(len(ids), -1)).all(axis=1))[0])
             raise ValueError(f"upsert: the vector of passage {ids[bad]!r} contains NaN or infinity")
         if payloads is None:
             payloads = [{} for _ in ids]
@@ -398,13 +419,19 @@ class VectorStore(abc.ABC):
             full.append(p)
         return ids, vectors, full
 
+    def _kind(self) -> str:
+        return "multivector (MaxSim)" if self.metadata.multivector else "single-vector"
+
     def _check_query(self, vector: np.ndarray) -> np.ndarray:
+        """Queries as (N, dim), or (N, T, dim) in a multivector collection."""
         v = np.asarray(vector, dtype=np.float32)
-        if v.ndim == 1:
-            v = v[None, :]
-        if v.ndim != 2 or v.shape[1] != self.dim:
+        want = 3 if self.metadata.multivector else 2
+        if v.ndim == want - 1:
+            v = v[None]
+        if v.ndim != want or v.shape[-1] != self.dim:
             raise CollectionMismatchError(
-                f"search: query vectors have shape {tuple(np.shape(vector))} but the collection holds {self.dim}-d vectors"
+                f"search: query vectors have shape {tuple(np.shape(vector))} but the collection holds "
+                f"{self.dim}-d vectors ({self._kind()}: one query is {'(T, ' if want == 3 else '('}{self.dim}))"
             )
         return v
 

@@ -136,7 +136,8 @@ class EdgeStore(VectorStore):
             except Exception as exc:
                 raise damaged(config, f"its shard in {shard_dir} cannot be loaded ({exc})") from exc
         shard_dir.mkdir(parents=True, exist_ok=True)
-        return qe.EdgeShard.create(str(shard_dir), edge_config(config, metadata.dim, metadata.distance))
+        return qe.EdgeShard.create(str(shard_dir),
+                                   edge_config(config, metadata.dim, metadata.distance, metadata.multivector))
 
     # Data ------------------------------------------------------------------------------
 
@@ -314,8 +315,12 @@ def damaged(config: StoreConfig, problem: str) -> CollectionDamagedError:
     )
 
 
-def edge_config(config: StoreConfig, dim: int, distance: str) -> Any:
-    """The Qdrant Edge shard configuration for a new collection."""
+def edge_config(config: StoreConfig, dim: int, distance: str, multivector: bool = False) -> Any:
+    """The Qdrant Edge shard configuration for a new collection.
+
+    ``multivector``: each point holds several ``dim``-wide vectors, ranked by MaxSim
+    (late interaction); quantization and rescoring apply to them the same way.
+    """
     qe = _edge()
     hnsw = config.hnsw
     quant = config.quantization
@@ -323,7 +328,10 @@ def edge_config(config: StoreConfig, dim: int, distance: str) -> Any:
     if quant.enabled:
         quantization = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=quant.quantile, always_ram=quant.always_ram)
     return qe.EdgeConfig(
-        vectors=qe.EdgeVectorParams(size=int(dim), distance=_DISTANCES[distance](qe), on_disk=config.on_disk_vectors),
+        vectors=qe.EdgeVectorParams(
+            size=int(dim), distance=_DISTANCES[distance](qe), on_disk=config.on_disk_vectors,
+            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim) if multivector else None,
+        ),
         hnsw_config=qe.HnswIndexConfig(
             m=hnsw.m,
             ef_construct=hnsw.ef_construct,

@@ -101,7 +101,11 @@ class QdrantServerStore(VectorStore):
         distance = {"cosine": m.Distance.COSINE, "dot": m.Distance.DOT}[metadata.distance]
         client.create_collection(
             config.collection,
-            vectors_config=m.VectorParams(size=metadata.dim, distance=distance, on_disk=config.on_disk_vectors),
+            vectors_config=m.VectorParams(
+                size=metadata.dim, distance=distance, on_disk=config.on_disk_vectors,
+                multivector_config=(m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM)
+                                    if metadata.multivector else None),
+            ),
             shard_number=config.shard_number,
             replication_factor=config.replication_factor,
             write_consistency_factor=config.write_consistency_factor,

@@ -5,6 +5,9 @@ against every query. Items sharing an entity id are all positives of each other
 (two questions about the same landmark in one batch must not push each other's
 passages away). Under multi-process training the negatives are gathered from every
 process, with gradients flowing through the local slice.
+
+Late-interaction models (``(B, T, D)`` embeddings) are scored with MaxSim, the same
+fine-grained score retrieval uses (ReT-1's ``fg_loss``); single vectors by dot product.
 """
 
 from __future__ import annotations
@@ -24,6 +27,15 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     dist.all_gather(parts, tensor.contiguous())
     parts[dist.get_rank()] = tensor
     return torch.cat(parts, dim=0)
+
+
+def similarity(queries: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
+    """``(Nq, Nd)`` scores: dot product of vectors, or MaxSim of ``(N, T, D)`` token sets."""
+    if queries.dim() == 3:
+        from retriever.encoder import maxsim_scores
+
+        return maxsim_scores(queries, documents)
+    return queries @ documents.T
 
 
 def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
@@ -48,14 +60,14 @@ class ContrastiveLoss(nn.Module):
     def forward(
         self, queries: torch.Tensor, documents: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """``queries``/``documents``: (B, D) normalised; ``labels``: (B,) entity keys."""
+        """``queries``/``documents``: (B, D) or (B, T, D) normalised; ``labels``: (B,) entity keys."""
         all_q = gather_with_grad(queries) if self.gather else queries
         all_d = gather_with_grad(documents) if self.gather else documents
         all_labels = gather_with_grad(labels) if self.gather else labels
         scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
         positives = labels[:, None] == all_labels[None, :]
-        q2d = scale * queries.float() @ all_d.float().T
-        d2q = scale * documents.float() @ all_q.float().T
+        q2d = scale * similarity(queries.float(), all_d.float())
+        d2q = scale * similarity(all_q.float(), documents.float()).T  # the same query->document scores
         loss = 0.5 * (multi_positive_nce(q2d, positives) + multi_positive_nce(d2q, positives))
         with torch.no_grad():
             top = q2d.argmax(dim=1)

@@ -28,7 +28,7 @@ from ret2vqa.errors import ConfigError
 from ret2vqa.io import MalformedRows
 
 from ..encoder import ReT2Encoder
-from ..modeling_ret2 import enable_activation_checkpointing
+from ..modeling_ret2 import PAIRED_SIDES, enable_activation_checkpointing
 from ..processing_ret2 import ReT2Processor
 from .config import ModelInitConfig, TrainingConfig
 from .data import PairCollator, PairDataset, TrainingPair, epoch_order, read_m2kr, read_pairs
@@ -85,9 +85,10 @@ def retrieval_recall(encoder: ReT2Encoder, pairs: list[TrainingPair], ks: tuple[
         if p.entity not in doc_index:
             doc_index[p.entity] = len(docs)
             docs.append({"text": p.doc_text, "image": p.doc_image})
-    d = encoder.encode(docs, batch_size=batch_size)
-    q = encoder.encode([{"text": p.query_text, "image": p.query_image} for p in pairs], batch_size=batch_size)
-    scores = q @ d.T
+    d = encoder.encode(docs, batch_size=batch_size, side="document")
+    q = encoder.encode([{"text": p.query_text, "image": p.query_image} for p in pairs], batch_size=batch_size,
+                       side="query")
+    scores = encoder.score(q, d)
     gold = np.array([doc_index[p.entity] for p in pairs])
     ranking = np.argsort(-scores, axis=1)
     ranks = np.argmax(ranking == gold[:, None], axis=1)
@@ -228,8 +229,7 @@ class Trainer:
             batches = acc.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:
                 with acc.accumulate(self.model):
-                    embeddings = self.model(**batch["inputs"]).embeddings
-                    q, d = embeddings.chunk(2, dim=0)
+                    q, d = self._embed_pairs(batch["inputs"])
                     loss, stats = self.loss_fn(q, d, batch["labels"])
                     acc.backward(loss)
                     if acc.sync_gradients and cfg.max_grad_norm:
@@ -274,6 +274,16 @@ class Trainer:
                 json.dumps({**final, "history_tail": self.history[-5:]}, indent=2), encoding="utf-8")
         acc.end_training()
         return final
+
+    def _embed_pairs(self, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query and document embeddings of a collated batch (queries first, then documents).
+
+        One forward call either way (what a distributed wrapper expects per step): with
+        separate query and document cells, each half goes through its own side inside it.
+        """
+        if self.accelerator.unwrap_model(self.model).config.share_query_passage_models:
+            return self.model(**inputs).embeddings.chunk(2, dim=0)
+        return self.model(**inputs, side=PAIRED_SIDES).embeddings.chunk(2, dim=0)
 
     def _evaluate(self) -> dict[str, float]:
         model = self.accelerator.unwrap_model(self.model)
