@@ -43,6 +43,16 @@ def late_config(tmp_path_factory) -> Path:
     return path
 
 
+def test_a_multivector_collection_verifies_clean(late_config, capsys):
+    """The integrity checks read (T, dim) token sets as healthy, not as damaged vectors."""
+    capsys.readouterr()
+    assert main(["index", "verify", "--config", str(late_config)]) == 0
+    out = capsys.readouterr().out
+    assert "no problems found" in out and "exact search ok" in out
+    assert main(["index", "info", "--config", str(late_config)]) == 0
+    assert "PROBLEM" not in capsys.readouterr().out
+
+
 def test_the_collection_is_multivector_and_search_ranks_by_exact_maxsim(late_config, capsys):
     capsys.readouterr()
     cfg = PipelineConfig.from_yaml(late_config)

@@ -102,11 +102,16 @@ def verify_collection(store: Any, states: Mapping[str, Mapping[str, Any]], sampl
     if report.count and not passages:
         report.problems.append(f"it counts {report.count} points but none can be read back")
     dim = store.dim
+    multivector = store.metadata.multivector  # a late-interaction collection: (T, dim) token sets
+    expected_shape = f"(T, {dim})" if multivector else f"({dim},)"
     for p in passages:
         vector = None if p.vector is None else np.asarray(p.vector, dtype=np.float32)
-        if vector is None or vector.shape != (dim,):
+        shape_ok = vector is not None and (
+            (vector.ndim == 2 and vector.shape[0] >= 1 and vector.shape[1] == dim) if multivector
+            else vector.shape == (dim,))
+        if not shape_ok:
             report.problems.append(f"passage {p.id!r}: vector of shape {None if vector is None else vector.shape}, "
-                                   f"expected ({dim},)")
+                                   f"expected {expected_shape}")
         elif not np.isfinite(vector).all() or not np.any(vector):
             report.problems.append(f"passage {p.id!r}: its vector is zero, NaN or infinite")
         if not isinstance((p.payload or {}).get(PASSAGE_ID_KEY), str):
