@@ -28,7 +28,7 @@ from ret2vqa.hub import is_tiny_model, tiny_model
 from retriever.loading import EncoderConfig, load_encoder
 
 from .config import PipelineConfig
-from .store import CollectionMetadata, VectorStore, check_compatible, open_store
+from .store import CollectionMetadata, VectorStore, check_compatible, open_shared, open_store
 
 
 def build_encoder(config: EncoderConfig, device: Any = None) -> Any:
@@ -74,7 +74,8 @@ def collection_metadata(encoder: Any, config: EncoderConfig, distance: str = "co
 
 
 def open_collection(config: PipelineConfig, encoder: Any = None, *, create: bool = False,
-                    extra_metadata: Mapping[str, Any] | None = None, **store_kwargs: Any) -> tuple[VectorStore, Any]:
+                    extra_metadata: Mapping[str, Any] | None = None, shared: bool = False,
+                    **store_kwargs: Any) -> tuple[VectorStore, Any]:
     """Open the collection of ``config.store`` with the encoder that may query it: ``(store, encoder)``.
 
     ``encoder``: one already built from ``config.encoder``. Otherwise the configured
@@ -83,15 +84,19 @@ def open_collection(config: PipelineConfig, encoder: Any = None, *, create: bool
     The collection must have been built by that encoder, else
     :class:`~rag.store.CollectionMismatchError`. ``create``: create a missing collection
     for this encoder (indexing; needs a configured encoder), recording
-    ``extra_metadata``. ``store_kwargs`` go to the backend (e.g. ``client=``).
+    ``extra_metadata``. ``shared``: a :class:`~rag.store.SharedStore` handle, so that this
+    process may open the collection again (LangChain retrievers and vector stores); closing
+    the handle closes the collection once no other handle is open. ``store_kwargs`` go to
+    the backend (e.g. ``client=``).
     """
+    opener = open_shared if shared else open_store
     if encoder is None and config.encoder.given:
         encoder = build_encoder(config.encoder)
     if encoder is None:
         if create:
             raise ConfigError("required to build a collection (the encoder that embeds the passages)",
                               "encoder.name_or_path")
-        store = open_store(config.store, **store_kwargs)
+        store = opener(config.store, **store_kwargs)
         try:
             spec = store.metadata.encoder_loader or {"name_or_path": store.metadata.encoder_name,
                                                      "revision": store.metadata.encoder_revision}
@@ -103,7 +108,7 @@ def open_collection(config: PipelineConfig, encoder: Any = None, *, create: bool
             raise
         return store, encoder
     expect = collection_metadata(encoder, config.encoder, config.store.distance, **dict(extra_metadata or {}))
-    return open_store(config.store, expect=expect, create=create, **store_kwargs), encoder
+    return opener(config.store, expect=expect, create=create, **store_kwargs), encoder
 
 
 def build_training_encoder(model: Any, seed: int = 0) -> Any:
