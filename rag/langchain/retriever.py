@@ -32,7 +32,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig, ensure_config, get_config_list
 from langchain_core.runnables.config import run_in_executor
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ret2vqa.images import load_image
 
@@ -72,10 +72,9 @@ class ReT2Retriever(BaseRetriever):
     _owns_pipeline: bool = PrivateAttr(default=False)
     _image_root: Any = PrivateAttr(default=False)  # False: not looked up yet
 
-    @model_validator(mode="after")
-    def _check_options(self) -> "ReT2Retriever":
-        self._options({})  # an unknown or bad option fails when the retriever is built, not at first use
-        return self
+    def __init__(self, **data: Any):
+        super().__init__(**data)
+        self._options({})  # a bad option is a ConfigError when the retriever is built, not at first use
 
     # ------------------------------------------------------------------ construction and closing
     @classmethod
