@@ -244,9 +244,10 @@ def test_7_messages_and_content_blocks_carry_the_image(retriever):
         retriever.invoke(HumanMessage(content=[{"type": "image", "url": IMAGE}, {"type": "image", "url": IMAGE}]))
 
 
-def test_7_input_schema_and_tools_take_an_image(retriever):
-    schema = retriever.get_input_jsonschema()
-    assert schema["type"] == "object" and {"question", "image"} <= set(schema["properties"])
+def test_7_input_schema_and_tools_take_an_image(retriever, generator):
+    for runnable in (retriever, build_answer_chain(retriever, generator)):
+        schema = runnable.get_input_jsonschema()
+        assert schema["type"] == "object" and {"question", "image"} <= set(schema["properties"])
     expected = ids(retriever.invoke({"question": QUESTION, "image": IMAGE}))
 
     tool = create_retriever_tool(retriever, "kb_search", "Search the knowledge base.",

@@ -32,7 +32,7 @@ from ret2vqa.passage import Passage
 
 from ..pipeline import Query
 from .queries import parse_query
-from .retriever import ReT2Retriever
+from .retriever import MultimodalQuery, ReT2Retriever
 
 __all__ = ["GenerateAnswer", "RetrieveSources", "accepts_images", "build_answer_chain", "unwrap_runnable"]
 
@@ -76,6 +76,10 @@ class RetrieveSources(Runnable[Any, dict]):
         self.key = key
         self.multimodal = accepts_images(retriever)
         self.name = "RetrieveSources"
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> Any:
+        """The question + image object for a multimodal retriever (so ``chain.as_tool()`` takes an image)."""
+        return MultimodalQuery if self.multimodal else super().get_input_schema(config)
 
     def _query(self, query: Query) -> Any:
         return {"question": query.question, "image": query.image} if self.multimodal else query.question
