@@ -129,16 +129,21 @@ class MultimodalGenerator:
         *,
         batch_size: int | None = None,
         progress: bool = False,
+        prompts: Sequence[BuiltPrompt] | None = None,
     ) -> list[GenerationResult]:
         """Answer ``requests`` in batches of ``batch_size`` (default: the config's); results keep the input order.
 
         A request is a :class:`GenerationRequest` or a mapping with ``question`` and
-        optional ``image`` / ``passages``. ``progress`` shows a progress bar.
+        optional ``image`` / ``passages``. ``progress`` shows a progress bar. ``prompts``:
+        the requests' prompts when the caller has built them already (:meth:`build_prompt`,
+        e.g. to report them before generating), so they are not built twice.
         """
         import torch
         from tqdm.auto import tqdm
 
         items = [_as_request(r, i) for i, r in enumerate(requests)]
+        if prompts is not None and len(prompts) != len(items):
+            raise ValueError(f"got {len(items)} requests but {len(prompts)} prompts")
         batch_size = batch_size or self.config.batch_size
         if batch_size < 1:
             raise ConfigError(f"must be >= 1, got {batch_size}", "batch_size")
@@ -149,7 +154,7 @@ class MultimodalGenerator:
         with tqdm(total=len(items), desc="generating", unit="q", disable=not progress) as bar:
             for start in range(0, len(items), window):
                 prepared = [
-                    (i, self.build_prompt(r.question, r.image, r.passages))
+                    (i, prompts[i] if prompts is not None else self.build_prompt(r.question, r.image, r.passages))
                     for i, r in enumerate(items[start : start + window], start=start)
                 ]
                 for batch in _batches(prepared, batch_size):

@@ -160,6 +160,15 @@ def test_3_batch_errors_are_per_item_and_every_run_ends(retriever, tmp_path):
     assert recorder.count("retriever_end") + recorder.count("retriever_error") == 3
 
 
+def test_3_answer_chain_batch_errors_are_per_item(retriever, generator, tmp_path):
+    chain = build_answer_chain(retriever, generator)
+    good = {"question": QUESTION, "image": IMAGE}
+    results = chain.batch([good, {"question": "What?", "image": str(tmp_path / "missing.jpg")}, {"question": " "}],
+                          return_exceptions=True)
+    assert results[0] == chain.invoke(good)
+    assert isinstance(results[1], FileNotFoundError) and isinstance(results[2], InputError)
+
+
 # 4 ----------------------------------------------------------------------------------------------
 def test_4_batching_survives_inside_chains(retriever, generator, monkeypatch):
     encoder = retriever.pipeline.encoder

@@ -182,16 +182,16 @@ class GenerateAnswer(Runnable[Mapping[str, Any], dict]):
         runs = [self._start(configs[i], built) for i, (_, built) in ok]
         answers: list[Any]
         try:
-            answers = self.generator.generate([request for _, (request, _) in ok])
+            answers = self.generator.generate([request for _, (request, _) in ok], prompts=[built for _, (_, built) in ok])
         except Exception as exc:
             if not return_exceptions or len(ok) == 1:
                 for run in runs:
                     run.on_llm_error(exc)
                 raise
             answers = []
-            for _, (request, _) in ok:
+            for _, (request, built) in ok:
                 try:
-                    answers.append(self.generator.generate([request])[0])
+                    answers.append(self.generator.generate([request], prompts=[built])[0])
                 except Exception as item_exc:
                     answers.append(item_exc)
         for (i, _), run, result in zip(ok, runs, answers):
