@@ -354,6 +354,7 @@ def test_a_collection_opens_more_than_once_in_a_process(kb_config):
     first = ReT2Retriever.from_config(kb_config)
     second = ReT2Retriever.from_config(kb_config)
     assert shared_count(store_config) == base + 2
+    assert first.pipeline.encoder is second.pipeline.encoder  # one copy of the weights
     first.close()
     first.close()  # idempotent
     assert len(second.invoke(QUESTION)) == 3

@@ -63,12 +63,12 @@ _DEFAULT = object()
 
 def _encoder_of(config: Any) -> tuple[Any, str | None]:
     """The encoder of a pipeline config, and the config's query instruction."""
-    from rag.components import build_encoder, open_collection
+    from rag.components import open_collection, shared_encoder
     from rag.config import load_pipeline_config
 
     cfg = load_pipeline_config(None if config is _DEFAULT else config)
     if cfg.encoder.given:
-        return build_encoder(cfg.encoder), cfg.retrieval.instruction
+        return shared_encoder(cfg.encoder), cfg.retrieval.instruction
     store, encoder = open_collection(cfg, shared=True)  # the collection says which encoder built it
     store.close()
     return encoder, cfg.retrieval.instruction
