@@ -19,6 +19,7 @@ What LangChain users rely on, and what this class guarantees:
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,21 @@ class ReT2Retriever(BaseRetriever):
             return Query(query.question, load_image(query.image))
         return Query(query.question)
 
+    def _prepare_all(self, inputs: list[Any]) -> list[Any]:
+        """:meth:`_prepare` of each input (the query, or the exception it raised); images are opened in parallel."""
+
+        def prepare(item: Any) -> Any:
+            try:
+                return self._prepare(item)
+            except Exception as exc:  # noqa: BLE001
+                return exc
+
+        if len(inputs) < 2:
+            return [prepare(item) for item in inputs]
+        workers = max(1, min(8, len(inputs), int(getattr(self.pipeline.encoder, "image_workers", 4) or 1)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(prepare, inputs))
+
     def _image_base(self) -> Path | None:
         if self._image_root is False:
             self._image_root = image_root(self.pipeline.store)
@@ -143,11 +159,11 @@ class ReT2Retriever(BaseRetriever):
         """
         results: list[Any] = [None] * len(inputs)
         prepared: list[tuple[int, Query]] = []
-        for i, item in enumerate(inputs):
-            try:
-                prepared.append((i, self._prepare(item)))
-            except Exception as exc:  # noqa: BLE001 - reported as this item's error
-                results[i] = exc
+        for i, outcome in enumerate(self._prepare_all(inputs)):
+            if isinstance(outcome, Exception):
+                results[i] = outcome  # reported as this item's error
+            else:
+                prepared.append((i, outcome))
         if not prepared:
             return results
         try:
