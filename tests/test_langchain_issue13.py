@@ -391,3 +391,17 @@ def test_a_lock_held_by_another_process_names_it(tmp_path):
     finally:
         holder.communicate("", timeout=60)
     open_store(config).close()
+
+
+def test_langchain_bench_counts_encoder_passes(tmp_path):
+    """bench/langchain.py runs and reports where batching survives (a smoke run, not a measurement)."""
+    import json
+
+    out = tmp_path / "langchain.json"
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, str(root / "bench" / "langchain.py"), "--queries", "6", "--rounds", "1",
+                          "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=root)
+    assert run.returncode == 0, run.stderr
+    calls = {row["variant"]: row["encoder_calls"] for row in json.loads(out.read_text())["variants"]}
+    assert calls == {"invoke-loop": 6, "batch": 1, "abatch": 1, "dict-step": 6, "RetrieveSources": 1}
+    assert "x invoke-loop" in run.stdout
