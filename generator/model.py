@@ -227,7 +227,8 @@ class GenerationStream:
 
     Iterate it once for the text pieces. ``prompt`` is the built prompt (``prompt.text``,
     ``prompt.num_tokens``); after the iteration ``text`` is the whole decoded text and
-    ``completion_tokens`` the number of generated tokens.
+    ``completion_tokens`` the number of generated tokens. With beam search
+    (``num_beams > 1``), which streamers cannot follow, the text comes as one piece.
     """
 
     def __init__(self, generator: MultimodalGenerator, prompt: BuiltPrompt):
@@ -251,6 +252,11 @@ class GenerationStream:
             raise RuntimeError("a GenerationStream can be iterated once")
         self._started = True
         gen = self.generator
+        if (gen.generation_config.num_beams or 1) > 1:  # transformers' streamers cannot follow beam search
+            self.text, _, self.completion_tokens = gen._generate_batch([self.prompt])[0]
+            if self.text:
+                yield self.text
+            return
         inputs = gen._model_inputs([self.prompt])
         stream = self
 

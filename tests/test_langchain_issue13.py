@@ -405,3 +405,20 @@ def test_langchain_bench_counts_encoder_passes(tmp_path):
     calls = {row["variant"]: row["encoder_calls"] for row in json.loads(out.read_text())["variants"]}
     assert calls == {"invoke-loop": 6, "batch": 1, "abatch": 1, "dict-step": 6, "RetrieveSources": 1}
     assert "x invoke-loop" in run.stdout
+
+
+def test_7_generator_stream_matches_generate(generator):
+    from dataclasses import replace
+
+    from generator import GenerationRequest
+    from rag.components import build_generator
+
+    request = GenerationRequest(question=QUESTION, image=IMAGE, passages=[])
+    for gen in (generator, build_generator(replace(generator.config, num_beams=2))):  # beam search: one piece
+        stream = gen.stream(request)
+        pieces = list(stream)
+        result = gen.generate([request])[0]
+        assert "".join(pieces).strip() == stream.text.strip() == result.raw_text
+        assert stream.prompt_tokens == result.prompt_tokens and stream.completion_tokens > 0
+        if gen.config.num_beams > 1:
+            assert len(pieces) <= 1
