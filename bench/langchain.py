@@ -16,7 +16,11 @@ retrieved five ways:
 Each variant's time is the median over ``--rounds`` (variants shuffled per round) and its
 ratio is that over ``invoke-loop``'s; ``encoder_calls`` counts the encoder passes.
 
-    python bench/langchain.py --queries 64 --json OUT.json
+    OMP_WAIT_POLICY=PASSIVE python bench/langchain.py --queries 64 --json OUT.json
+
+On a machine whose cores are shared with other work, OpenMP's busy-waiting makes torch calls
+from the main thread many times slower than the same calls from a worker thread (which
+distorts the ``invoke-loop`` baseline): ``OMP_WAIT_POLICY=PASSIVE`` avoids that.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import random
 import statistics
@@ -104,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['variant']:<16} {row['ms']:>10.1f} {row['ratio']:>14.3f} {row['encoder_calls']:>14}")
     if args.json:
         result = {"queries": args.queries, "rounds": args.rounds, "encoder": cfg.encoder.name_or_path,
-                  "platform": platform.platform(), "variants": rows}
+                  "platform": platform.platform(),
+                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "variants": rows}
         Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
     return 0
 
