@@ -131,16 +131,21 @@ class MultimodalGenerator:
         *,
         batch_size: int | None = None,
         progress: bool = False,
+        prompts: Sequence[BuiltPrompt] | None = None,
     ) -> list[GenerationResult]:
         """Answer ``requests`` in batches of ``batch_size`` (default: the config's); results keep the input order.
 
         A request is a :class:`GenerationRequest` or a mapping with ``question`` and
-        optional ``image`` / ``passages``. ``progress`` shows a progress bar.
+        optional ``image`` / ``passages``. ``progress`` shows a progress bar. ``prompts``:
+        the requests' prompts when the caller has built them already (:meth:`build_prompt`,
+        e.g. to report them before generating), so they are not built twice.
         """
         import torch
         from tqdm.auto import tqdm
 
         items = [_as_request(r, i) for i, r in enumerate(requests)]
+        if prompts is not None and len(prompts) != len(items):
+            raise ValueError(f"got {len(items)} requests but {len(prompts)} prompts")
         batch_size = batch_size or self.config.batch_size
         if batch_size < 1:
             raise ConfigError(f"must be >= 1, got {batch_size}", "batch_size")
@@ -151,11 +156,11 @@ class MultimodalGenerator:
         with tqdm(total=len(items), desc="generating", unit="q", disable=not progress) as bar:
             for start in range(0, len(items), window):
                 prepared = [
-                    (i, self.build_prompt(r.question, r.image, r.passages))
+                    (i, prompts[i] if prompts is not None else self.build_prompt(r.question, r.image, r.passages))
                     for i, r in enumerate(items[start : start + window], start=start)
                 ]
                 for batch in _batches(prepared, batch_size):
-                    for (i, built), (raw, n_tokens) in zip(batch, self._generate_batch([b for _, b in batch])):
+                    for (i, built), (raw, n_tokens, n_new) in zip(batch, self._generate_batch([b for _, b in batch])):
                         if n_tokens != built.num_tokens:  # pragma: no cover - would be a counting bug
                             logger.debug("prompt of request %d: counted %d tokens, processor gave %d", i, built.num_tokens, n_tokens)
                         answer = postprocess_answer(raw) if self.config.postprocess else raw.strip()
@@ -166,12 +171,28 @@ class MultimodalGenerator:
                             passages_used=built.passages_used,
                             truncated=built.truncated,
                             prompt=built.text,
+                            completion_tokens=n_new,
                         )
                     bar.update(len(batch))
         return [r for r in results if r is not None]
 
-    def _generate_batch(self, prompts: list[BuiltPrompt]) -> list[tuple[str, int]]:
-        """Generate for prompts that all have, or all lack, an image; ``(decoded text, prompt tokens)`` each."""
+    def stream(self, request: GenerationRequest | Mapping[str, Any], *,
+               prompt: BuiltPrompt | None = None) -> GenerationStream:
+        """Generate the answer to one request, yielding its text as the model produces it.
+
+        Iterate the returned :class:`GenerationStream` for the text pieces (as decoded, not
+        post-processed: :func:`generator.postprocess.postprocess_answer` of the joined text
+        is what :meth:`generate` returns as ``answer``); afterwards it holds the prompt and
+        the token counts. ``prompt``: the request's prompt when already built
+        (:meth:`build_prompt`). Generation runs in a background thread, as
+        ``transformers``' ``TextIteratorStreamer`` requires.
+        """
+        item = _as_request(request, 0)
+        built = prompt if prompt is not None else self.build_prompt(item.question, item.image, item.passages)
+        return GenerationStream(self, built)
+
+    def _model_inputs(self, prompts: list[BuiltPrompt]) -> dict[str, Any]:
+        """The processor's tensors for prompts that all have, or all lack, an image, on the model's device."""
         import torch
 
         images = [[p.image] for p in prompts] if prompts[0].image is not None else None  # nested: one list per sample
@@ -183,16 +204,92 @@ class MultimodalGenerator:
             add_special_tokens=prompts[0].add_special_tokens,
         )
         device, dtype = self.input_device, self.model.dtype
-        inputs = {
+        return {
             k: (v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)) if torch.is_tensor(v) else v
             for k, v in inputs.items()
         }
+
+    def _generate_batch(self, prompts: list[BuiltPrompt]) -> list[tuple[str, int, int]]:
+        """Generate for prompts that all have, or all lack, an image; ``(text, prompt tokens, new tokens)`` each."""
+        import torch
+
+        inputs = self._model_inputs(prompts)
         with torch.inference_mode():
             output = self.model.generate(**inputs, generation_config=self.generation_config)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        return [(text.strip(), int(n)) for text, n in zip(texts, lengths)]
+        pad = self.generation_config.pad_token_id
+        generated = (new_tokens != pad).sum(dim=1).tolist() if pad is not None else [new_tokens.shape[1]] * len(texts)
+        return [(text.strip(), int(n), int(g)) for text, n, g in zip(texts, lengths, generated)]
+
+
+class GenerationStream:
+    """The text of one generation as it is produced (see :meth:`MultimodalGenerator.stream`).
+
+    Iterate it once for the text pieces. ``prompt`` is the built prompt (``prompt.text``,
+    ``prompt.num_tokens``); after the iteration ``text`` is the whole decoded text and
+    ``completion_tokens`` the number of generated tokens. With beam search
+    (``num_beams > 1``), which streamers cannot follow, the text comes as one piece.
+    """
+
+    def __init__(self, generator: MultimodalGenerator, prompt: BuiltPrompt):
+        self.generator = generator
+        self.prompt = prompt
+        self.text = ""
+        self.completion_tokens = 0
+        self._started = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        return int(self.prompt.num_tokens)
+
+    def __iter__(self) -> Iterator[str]:
+        import threading
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        if self._started:
+            raise RuntimeError("a GenerationStream can be iterated once")
+        self._started = True
+        gen = self.generator
+        if (gen.generation_config.num_beams or 1) > 1:  # transformers' streamers cannot follow beam search
+            self.text, _, self.completion_tokens = gen._generate_batch([self.prompt])[0]
+            if self.text:
+                yield self.text
+            return
+        inputs = gen._model_inputs([self.prompt])
+        stream = self
+
+        class _Counting(TextIteratorStreamer):
+            def put(self, value: Any) -> None:
+                if not self.next_tokens_are_prompt:
+                    stream.completion_tokens += int(value.numel())
+                super().put(value)
+
+        streamer = _Counting(gen.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    gen.model.generate(**inputs, generation_config=gen.generation_config, streamer=streamer)
+            except BaseException as exc:  # re-raised in the consumer's thread
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="generator-stream", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    self.text += piece
+                    yield piece
+        finally:
+            worker.join()
+        if failure:
+            raise failure[0]
 
 
 def _as_request(obj: Any, index: int) -> GenerationRequest:
@@ -218,4 +315,4 @@ def _batches(prepared: list[tuple[int, BuiltPrompt]], batch_size: int) -> Iterat
             yield group[start : start + batch_size]
 
 
-__all__ = ["MultimodalGenerator"]
+__all__ = ["GenerationStream", "MultimodalGenerator"]

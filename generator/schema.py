@@ -39,7 +39,8 @@ class GenerationResult:
     ``prompt_tokens`` the exact number of input tokens (image tokens included);
     ``passages_used`` how many of the request's passages (the top ones, in order) made it
     into the prompt; ``truncated`` whether any passage was cut or dropped to fit the token
-    budget; ``prompt`` the rendered prompt text (image placeholders not expanded).
+    budget; ``prompt`` the rendered prompt text (image placeholders not expanded);
+    ``completion_tokens`` how many tokens the model generated.
     """
 
     answer: str
@@ -48,3 +49,5 @@ class GenerationResult:
     passages_used: int
     truncated: bool
     prompt: str = ""
+    #: Tokens generated (end-of-turn token included, padding not).
+    completion_tokens: int = 0

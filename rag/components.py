@@ -15,11 +15,15 @@ So there is one answer to "which encoder?", "is this collection compatible?" and
   records (:func:`rag.store.check_compatible`), or, when the config names none, the
   one the collection was built with;
 * :func:`collection_metadata`: what a collection records about its encoder;
+* :func:`shared_encoder`: one encoder for the users of a shared collection;
 * :func:`build_training_encoder`: the encoder ``ret2vqa train`` starts from.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import weakref
 from typing import Any, Mapping
 
 from generator.config import GeneratorConfig
@@ -28,7 +32,7 @@ from ret2vqa.hub import is_tiny_model, tiny_model
 from retriever.loading import EncoderConfig, load_encoder
 
 from .config import PipelineConfig
-from .store import CollectionMetadata, VectorStore, check_compatible, open_store
+from .store import CollectionMetadata, VectorStore, check_compatible, open_shared, open_store
 
 
 def build_encoder(config: EncoderConfig, device: Any = None) -> Any:
@@ -42,6 +46,27 @@ def build_encoder(config: EncoderConfig, device: Any = None) -> Any:
             return tiny_models.build_tiny_dual_encoder(family, seed=seed, device=device)
         return tiny_models.build_tiny_encoder(family, seed=seed, device=device)
     return load_encoder(config, device=device)
+
+
+_SHARED_ENCODERS: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
+_SHARED_ENCODERS_LOCK = threading.Lock()
+
+
+def shared_encoder(config: EncoderConfig) -> Any:
+    """The encoder of ``config``, reused while any user of an identical config still holds it.
+
+    For the objects that share a collection (``open_collection(shared=True)``): ten
+    LangChain retrievers over one knowledge base need one copy of the weights, not ten.
+    """
+    from ret2vqa.config import to_dict
+
+    key = json.dumps(to_dict(config), sort_keys=True, default=str)
+    with _SHARED_ENCODERS_LOCK:
+        encoder = _SHARED_ENCODERS.get(key)
+        if encoder is None:
+            encoder = build_encoder(config)
+            _SHARED_ENCODERS[key] = encoder
+        return encoder
 
 
 def build_generator(config: GeneratorConfig) -> Any:
@@ -75,7 +100,8 @@ def collection_metadata(encoder: Any, config: EncoderConfig, distance: str = "co
 
 
 def open_collection(config: PipelineConfig, encoder: Any = None, *, create: bool = False,
-                    extra_metadata: Mapping[str, Any] | None = None, **store_kwargs: Any) -> tuple[VectorStore, Any]:
+                    extra_metadata: Mapping[str, Any] | None = None, shared: bool = False,
+                    **store_kwargs: Any) -> tuple[VectorStore, Any]:
     """Open the collection of ``config.store`` with the encoder that may query it: ``(store, encoder)``.
 
     ``encoder``: one already built from ``config.encoder``. Otherwise the configured
@@ -84,19 +110,24 @@ def open_collection(config: PipelineConfig, encoder: Any = None, *, create: bool
     The collection must have been built by that encoder, else
     :class:`~rag.store.CollectionMismatchError`. ``create``: create a missing collection
     for this encoder (indexing; needs a configured encoder), recording
-    ``extra_metadata``. ``store_kwargs`` go to the backend (e.g. ``client=``).
+    ``extra_metadata``. ``shared``: a :class:`~rag.store.SharedStore` handle, so that this
+    process may open the collection again (LangChain retrievers and vector stores); closing
+    the handle closes the collection once no other handle is open; the encoder is shared
+    too (:func:`shared_encoder`). ``store_kwargs`` go to the backend (e.g. ``client=``).
     """
+    opener = open_shared if shared else open_store
+    build = shared_encoder if shared else build_encoder
     if encoder is None and config.encoder.given:
-        encoder = build_encoder(config.encoder)
+        encoder = build(config.encoder)
     if encoder is None:
         if create:
             raise ConfigError("required to build a collection (the encoder that embeds the passages)",
                               "encoder.name_or_path")
-        store = open_store(config.store, **store_kwargs)
+        store = opener(config.store, **store_kwargs)
         try:
             spec = store.metadata.encoder_loader or {"name_or_path": store.metadata.encoder_name,
                                                      "revision": store.metadata.encoder_revision}
-            encoder = build_encoder(EncoderConfig.from_loader_spec(spec, base=config.encoder))
+            encoder = build(EncoderConfig.from_loader_spec(spec, base=config.encoder))
             check_compatible(store.metadata, collection_metadata(encoder, config.encoder, config.store.distance),
                              config.store.describe())
         except BaseException:
@@ -104,7 +135,7 @@ def open_collection(config: PipelineConfig, encoder: Any = None, *, create: bool
             raise
         return store, encoder
     expect = collection_metadata(encoder, config.encoder, config.store.distance, **dict(extra_metadata or {}))
-    return open_store(config.store, expect=expect, create=create, **store_kwargs), encoder
+    return opener(config.store, expect=expect, create=create, **store_kwargs), encoder
 
 
 def build_training_encoder(model: Any, seed: int = 0) -> Any:

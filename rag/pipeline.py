@@ -100,7 +100,7 @@ class Pipeline:
     @classmethod
     def from_config(
         cls, config: "str | Path | PipelineConfig | Mapping[str, Any] | None" = None, load_generator: bool = True,
-        encoder: Any = None,
+        encoder: Any = None, shared: bool = False,
     ) -> "Pipeline":
         """Build encoder, store and (unless ``load_generator=False``) generator from a config.
 
@@ -108,11 +108,13 @@ class Pipeline:
         The store must already hold a collection built by this encoder (``ret2vqa index
         build``); a missing collection or one built by another encoder raises with a
         message that says so. With no encoder configured, the collection's own is used.
+        ``shared``: share the open collection with the other users of it in this process
+        (:func:`rag.store.open_shared`; the LangChain adapters do), instead of locking it.
         """
         from .components import build_generator, open_collection
 
         cfg = load_pipeline_config(config)
-        store, encoder = open_collection(cfg, encoder)
+        store, encoder = open_collection(cfg, encoder, shared=shared)
         try:
             generator = build_generator(cfg.generator) if load_generator and cfg.generator is not None else None
         except BaseException:
@@ -147,11 +149,7 @@ class Pipeline:
             return [[] for _ in queries]
         settings = self.config.retrieval
         start = time.perf_counter()
-        images = [q.image if settings.use_image else None for q in queries]
-        vectors = self.encoder.encode_queries(
-            [q.question for q in queries], images=images, instruction=settings.instruction,
-            batch_size=self.config.encoder.batch_size,
-        )
+        vectors = self.encode_queries(queries)
         encode_ms = _ms(start)
         start = time.perf_counter()
         hits = self.store.search_batch(vectors, k=k, filter=filter if filter is not None else settings.filter)
@@ -160,6 +158,16 @@ class Pipeline:
             timings["encode_ms"] = timings.get("encode_ms", 0.0) + encode_ms
             timings["search_ms"] = timings.get("search_ms", 0.0) + search_ms
         return hits
+
+    def encode_queries(self, queries: Sequence[Any]) -> Any:
+        """The query vectors (N, dim) of ``queries``, embedded as :meth:`retrieve_batch` embeds them, in one pass."""
+        queries = [Query.coerce(q) for q in queries]
+        settings = self.config.retrieval
+        images = [q.image if settings.use_image else None for q in queries]
+        return self.encoder.encode_queries(
+            [q.question for q in queries], images=images, instruction=settings.instruction,
+            batch_size=self.config.encoder.batch_size,
+        )
 
     def retrieve(self, question: str, image: Any = None, k: int | None = None,
                  filter: Mapping[str, Any] | None = None) -> list[Passage]:

@@ -8,6 +8,8 @@
   persistent on disk, HNSW + optional int8 quantization.
 - :class:`QdrantServerStore` (``backend: server``): a Qdrant server or cluster through
   ``qdrant-client`` (``url: ":memory:"`` = local mode, tiny tests only).
+- :func:`open_shared`: a handle on a collection this process may open more than once
+  (LangChain retrievers and vector stores), closed with its last handle.
 
 Both implement :class:`VectorStore`; see ``docs/store.md``.
 """
@@ -34,6 +36,7 @@ from .base import (
 from .config import HnswSettings, QuantizationSettings, StoreConfig
 from .edge import EdgeStore
 from .server import QdrantServerStore
+from .shared import SharedStore, open_shared, shared_count
 
 __all__ = [
     "POINT_ID_NAMESPACE",
@@ -45,14 +48,17 @@ __all__ = [
     "HnswSettings",
     "QdrantServerStore",
     "QuantizationSettings",
+    "SharedStore",
     "StoreConfig",
     "StoreError",
     "StoreLockedError",
     "VectorStore",
     "check_compatible",
+    "open_shared",
     "open_store",
     "parse_filter",
     "point_id",
+    "shared_count",
 ]
 
 BACKENDS: dict[str, type[VectorStore]] = {"edge": EdgeStore, "server": QdrantServerStore}
