@@ -108,6 +108,25 @@ def test_ask_eval_pipeline_and_langchain_work_unchanged(late_config, tmp_path, c
         assert [d.id for d in docs] == [p.id for p in hits[:2]]
 
 
+def test_langchain_vector_store_works_and_embeddings_refuse_a_late_interaction_encoder(late_config, tmp_path):
+    from ret2vqa.errors import ConfigError
+    from rag.langchain import ReT2Embeddings, ReT2VectorStore
+
+    config = yaml.safe_load(late_config.read_text())
+    config["store"]["path"] = str(tmp_path / "vs")
+    path = tmp_path / "vs.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with ReT2VectorStore.from_config(str(path)) as store:
+        ids = store.add_texts(["The Eiffel Tower is in Paris.", "Coffee comes from Ethiopia."], ids=["eiffel", "coffee"])
+        assert sorted(ids) == ["coffee", "eiffel"] and store.store.metadata.multivector
+        docs = store.similarity_search("Where is coffee from?", k=2)
+        assert sorted(d.id for d in docs) == ["coffee", "eiffel"]
+        with pytest.raises(ConfigError, match="late-interaction"):
+            store.embeddings
+    with pytest.raises(ConfigError, match="use ReT2Retriever or ReT2VectorStore"):
+        ReT2Embeddings(build_tiny_encoder("clip-late"))
+
+
 def test_a_single_vector_encoder_is_refused_by_a_multivector_collection(late_config, tmp_path, capsys):
     config = yaml.safe_load(late_config.read_text())
     config["encoder"]["name_or_path"] = "tiny-random/clip"

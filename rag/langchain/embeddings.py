@@ -33,6 +33,13 @@ class ReT2Embeddings(Embeddings):
             instruction = configured if instruction is None else instruction
         if batch_size < 1:
             raise ConfigError(f"must be >= 1, got {batch_size}", "batch_size")
+        if getattr(encoder, "multivector", False):
+            # LangChain's Embeddings contract is one list[float] per text; a late-interaction encoder
+            # gives a set of token vectors scored by MaxSim, which no caller of that contract can rank.
+            raise ConfigError(
+                "this encoder is late-interaction (a set of token vectors per item, scored by MaxSim), and "
+                "LangChain's Embeddings interface holds one vector per text: use ReT2Retriever or ReT2VectorStore, "
+                "which search its multivector collection, or a single-vector encoder", "encoder")
         self.encoder = encoder
         self.instruction = instruction
         self.batch_size = batch_size

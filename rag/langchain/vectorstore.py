@@ -49,8 +49,7 @@ class ReT2VectorStore(VectorStore):
     def __init__(self, pipeline: Pipeline, *, batch_size: int | None = None):
         self.pipeline = pipeline
         self.batch_size = batch_size or pipeline.config.encoder.batch_size
-        self._embeddings = ReT2Embeddings(pipeline.encoder, instruction=pipeline.config.retrieval.instruction,
-                                          batch_size=self.batch_size)
+        self._embeddings: ReT2Embeddings | None = None  # built on first use: a late-interaction encoder has none
         self._owns = False
         self._root: Any = False
 
@@ -101,6 +100,11 @@ class ReT2VectorStore(VectorStore):
 
     @property
     def embeddings(self) -> ReT2Embeddings:
+        """The encoder as LangChain ``Embeddings`` (single-vector encoders only; the store itself
+        searches late-interaction collections without it)."""
+        if self._embeddings is None:
+            self._embeddings = ReT2Embeddings(self.pipeline.encoder, instruction=self.pipeline.config.retrieval.instruction,
+                                              batch_size=self.batch_size)
         return self._embeddings
 
     @property
