@@ -31,7 +31,7 @@ from .config import ServeConfig
 from .errors import ApiError
 from .files import IMAGE_MEDIA_TYPES, confined_image_path, image_root
 from .metrics import Metrics
-from .uploads import parse_question_form, read_form
+from .uploads import DEFAULT_QUESTION, parse_question_form, read_form
 
 logger = logging.getLogger("rag.serve")
 
@@ -155,6 +155,8 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
             fields = await read_form(request, config)
             form = parse_question_form(fields, config, pipeline.config.retrieval.k)
             k = form.k if form.k is not None else pipeline.config.retrieval.k
+            if kind == "answer" and not form.question:
+                form.question = DEFAULT_QUESTION
             try:
                 job = batcher.submit(kind, form.question, form.image, k)
             except QueueFull as exc:
@@ -179,7 +181,7 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
     @app.post(f"/{API_VERSION}/answer", openapi_extra=_FORM_SCHEMA, tags=["v1"],
               summary="Answer a question about a photo from the knowledge base, with sources and timings")
     async def answer(request: Request) -> JSONResponse:
-        """Multipart form: ``image`` (file) and/or ``question``, optional ``k``. Returns the ``ret2vqa ask
+        """Multipart form: ``image`` (file) and/or ``question`` (image only: "What is this?"), optional ``k``. Returns the ``ret2vqa ask
         --json`` object (question, image, answer, raw_text, passages_used, prompt_tokens, passages with
         id/score/text/title/url/entity_id/image, timings_ms) plus each passage's ``snippet`` and
         ``image_url``, and ``server`` (batch size, time queued)."""
@@ -308,7 +310,15 @@ def serve(pipeline: Any, config: ServeConfig | None = None, log_level: str = "in
     """Serve ``pipeline`` on uvicorn until SIGINT/SIGTERM, then shut down gracefully and close it."""
     import uvicorn
 
+    class GracefulServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            # A requested stop that finished its requests is a clean exit (status 0): uvicorn would
+            # otherwise re-raise the signal once it has shut down.
+            getattr(self, "_captured_signals", []).clear()
+
     config = config or pipeline.config.serve
     app = create_app(pipeline, config, close_pipeline=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=config.graceful_shutdown_s or None, server_header=False)
+    GracefulServer(uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level, access_log=False,
+                                  timeout_graceful_shutdown=config.graceful_shutdown_s or None,
+                                  server_header=False)).run()

@@ -21,6 +21,8 @@ from .errors import ApiError
 
 #: Form fields the API accepts; anything else is refused (422) so that a typo is not silently ignored.
 FORM_FIELDS = ("image", "question", "k")
+#: The question an image-only ``/v1/answer`` request asks (retrieval of an image-only ``/v1/search`` uses no text).
+DEFAULT_QUESTION = "What is this?"
 #: Room for the form's text fields and multipart framing on top of the image limit.
 FORM_OVERHEAD_BYTES = 64 * 1024
 
@@ -29,7 +31,7 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 class QuestionForm:
     """A parsed request: the question, the decoded RGB image (or ``None``), ``k`` (``None``: the config's)."""
 
-    question: str
+    question: str  # may be empty for an image-only request
     image: Any = None
     image_name: str | None = None
     k: int | None = None
