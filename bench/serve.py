@@ -80,14 +80,15 @@ def in_process(config, queries, k: int, warmup: int) -> dict:
     with Pipeline.from_config(config) as pipeline:
         for question, _, data in queries[:warmup]:
             pipeline.answer(question, load_image(Image.open(io.BytesIO(data))), k=k)
-        latencies = []
+        latencies, tokens = [], []
         start = time.perf_counter()
         for question, _, data in queries:
             t = time.perf_counter()
-            pipeline.answer(question, load_image(Image.open(io.BytesIO(data))), k=k)  # decode included, as the server
+            result = pipeline.answer(question, load_image(Image.open(io.BytesIO(data))), k=k)  # decoded, as served
             latencies.append(time.perf_counter() - t)
+            tokens.append(result.prompt_tokens)
         wall = time.perf_counter() - start
-    return row("in-process (sequential)", 1, latencies, wall, [])
+    return row("in-process (sequential)", 1, latencies, wall, []) | {"mean_prompt_tokens": statistics.fmean(tokens)}
 
 
 async def drive(url: str, queries, clients: int, k: int) -> dict:
@@ -167,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=64, help="requests per level (default 64)")
     parser.add_argument("--warmup", type=int, default=8, help="requests before each measurement (default 8)")
     parser.add_argument("-k", type=int, help="passages per question (default: the config's retrieval.k)")
-    parser.add_argument("--serve", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="serve: settings, e.g. max_batch_size=16 max_wait_ms=5")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="changes",
+                        help="config changes for every arm, e.g. serve.max_batch_size=16 "
+                             "generator.context_token_budget=256")
     parser.add_argument("--workdir", help="where the store goes (default: a temporary directory)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
@@ -182,13 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     from rag.ingest.indexer import build_index
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ret2vqa-bench-serve-"))
-    serve_changes = {}
-    for item in args.serve:
+    changes = {}
+    for item in args.changes:
         key, _, value = item.partition("=")
-        serve_changes[f"serve.{key}"] = yaml.safe_load(value)
+        changes[key] = yaml.safe_load(value)
     cfg = PipelineConfig.from_yaml(args.config).override({
         "store.backend": "edge", "store.path": str(workdir / "store"), "store.collection": "demo",
-        "ingest.image_root": str(DEMO_DIR), **serve_changes})
+        "ingest.image_root": str(DEMO_DIR), **changes})
     k = args.k if args.k is not None else cfg.retrieval.k
     if cfg.serve.torch_threads:
         import torch
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(cfg.serve.torch_threads)  # the in-process arm runs like the server
     build_index(cfg, KB_FILE, "jsonl", show_progress=False)
     config_file = workdir / "config.yaml"
-    config_file.write_text(yaml.safe_dump(cfg.to_dict() | {"serve": {**cfg.to_dict()["serve"]}}))
+    config_file.write_text(yaml.safe_dump(cfg.to_dict()))
     queries = demo_queries(args.requests)
 
     rows = [in_process(cfg, queries, k, args.warmup)]
@@ -218,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
 
     one = next((r["req_per_s"] for r in rows if r["arm"] == "server" and r["clients"] == 1), None)
     seq = rows[0]["req_per_s"]
-    print(f"ret2vqa serve: {Path(args.config).name}, k={k}, max_new_tokens="
-          f"{cfg.generator.max_new_tokens if cfg.generator else '-'}, {args.requests} requests per level, "
+    print(f"ret2vqa serve: {Path(args.config).name} {' '.join(args.changes)}, k={k}, max_new_tokens="
+          f"{cfg.generator.max_new_tokens if cfg.generator else '-'}, context_token_budget="
+          f"{cfg.generator.context_token_budget if cfg.generator else '-'}, {args.requests} requests per level, "
           f"max_batch_size={cfg.serve.max_batch_size}, max_wait_ms={cfg.serve.max_wait_ms:g}, "
           f"{os.cpu_count()} CPUs")
     print(f"{'arm':<24} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'batch':>6} {'model ms/req':>12} "
@@ -231,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         model = f"{r['model_ms_per_req']:.1f}" if "model_ms_per_req" in r else "-"
         print(f"{r['arm']:<24} {r['clients']:>7} {r['req_per_s']:>8.2f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
               f"{r['mean_batch']:>6.2f} {model:>12} {x1:>10} {r['x_in_process']:>9.2f}")
+    print(f"mean prompt: {rows[0]['mean_prompt_tokens']:.0f} tokens")
     ratios = {str(r["clients"]): r["x_one_client"] for r in rows if r["arm"] == "server"}
     at8 = ratios.get("8")
     if at8 is not None:
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(target >= {TARGET_RATIO_8:g}x: {'met' if at8 >= TARGET_RATIO_8 else 'NOT met'})")
     if args.json:
         result = {
-            "setting": {"config": args.config, "k": k, "requests": args.requests, "clients": args.clients,
+            "setting": {"config": args.config, "changes": changes, "k": k, "requests": args.requests, "clients": args.clients,
                         "serve": {"max_batch_size": cfg.serve.max_batch_size, "max_wait_ms": cfg.serve.max_wait_ms,
                                   "torch_threads": cfg.serve.torch_threads},
                         "max_new_tokens": cfg.generator.max_new_tokens if cfg.generator else None,

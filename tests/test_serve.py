@@ -136,6 +136,8 @@ def test_health_ready_metrics_docs(client):
     assert 'ret2vqa_requests_total{route="/v1/search",method="POST",status="200"}' in text
     assert 'ret2vqa_request_duration_seconds_bucket{route="/v1/search",le="+Inf"}' in text
     assert "ret2vqa_batch_size_count" in text and "ret2vqa_ready 1" in text
+    info = client.get("/v1/info").json()
+    assert info["tiny"] is True and info["encoder"] == "tiny-random/clip" and info["k"] == 3
     schema = client.get("/openapi.json").json()
     assert {"/v1/answer", "/v1/search", "/v1/passages/{passage_id}/image", "/healthz", "/readyz",
             "/metrics"} <= set(schema["paths"])

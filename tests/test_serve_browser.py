@@ -73,6 +73,7 @@ def test_page_answers_a_question_about_an_uploaded_photo(browser, tiny_pipeline,
         timings = browser.find_element(By.ID, "timings").text
         assert "generate" in timings and "encode" in timings
         assert "Answered in" in browser.find_element(By.ID, "status").text
+        assert "Tiny random models" in browser.find_element(By.TAG_NAME, "header").text  # labelled as such
         errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
         assert not errors, errors  # nothing blocked, nothing fetched from elsewhere
         shot = tmp_path / "serve-page.png"  # the README screenshot is made the same way (docs/serve.md)

@@ -221,6 +221,20 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
         return FileResponse(path, media_type=IMAGE_MEDIA_TYPES[path.suffix.lower()],
                             headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
+    @app.get(f"/{API_VERSION}/info", tags=["v1"], summary="Which models and collection this server answers from")
+    async def info() -> dict[str, Any]:
+        from ret2vqa.hub import is_tiny_model
+
+        cfg = pipeline.config
+        encoder = str(getattr(pipeline.encoder, "name_or_path", cfg.encoder.name_or_path))
+        generator = cfg.generator.model if cfg.generator is not None else None
+        return {
+            "encoder": encoder, "generator": generator, "collection": cfg.store.describe(),
+            "k": cfg.retrieval.k, "max_k": config.max_k, "max_upload_mb": config.max_upload_mb,
+            "image_types": list(config.image_types),
+            "tiny": bool(is_tiny_model(encoder) or (generator and is_tiny_model(generator))),
+        }
+
     # ------------------------------------------------------------------ operations
     @app.get("/healthz", tags=["ops"], summary="The process is up")
     async def healthz() -> dict[str, str]:
@@ -254,7 +268,7 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
 
 KNOWN_ROUTES = {"/", "/static/app.js", "/static/app.css", "/healthz", "/readyz", "/metrics", "/docs",
                 "/openapi.json", f"/{API_VERSION}/answer", f"/{API_VERSION}/search",
-                f"/{API_VERSION}/passages/{{id}}/image"}
+                f"/{API_VERSION}/passages/{{id}}/image", f"/{API_VERSION}/info"}
 
 
 def key_matches(headers: Any, expected: str) -> bool:

@@ -129,4 +129,18 @@
     }
   });
   $("answer").setAttribute("tabindex", "-1");
+
+  // Which models answer (and a clear label when they are the tiny random test models).
+  fetch("/v1/info", { headers: headers() }).then((r) => (r.ok ? r.json() : null)).then((info) => {
+    if (!info) return;
+    $("models").textContent = "Models: " + info.encoder + " → " + info.generator + " · " + info.collection;
+    if (info.tiny) {
+      const note = el("p", { "class": "tiny-note", role: "note" },
+        "Tiny random models (for tests and demos): retrieval and answers are meaningless.");
+      document.querySelector("header").appendChild(note);
+    }
+    const k = $("k");
+    if (![...k.options].some((o) => o.value === String(info.k))) k.add(new Option(String(info.k), String(info.k)));
+    k.value = String(info.k);
+  }).catch(() => {});
 })();
