@@ -27,9 +27,13 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "serve-page.png"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("SE_AVOID_STATS", "true")  # no telemetry from Selenium Manager
+
+    import shutil
 
     import uvicorn
     from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -53,10 +57,11 @@ def main() -> int:
         url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/"
         options = webdriver.ChromeOptions()
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=900,1250",
+                     "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=900,1650",
                      "--hide-scrollbars"):
             options.add_argument(flag)
-        driver = webdriver.Chrome(options=options)
+        options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser") or ""
+        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
         try:
             driver.get(url)
             driver.find_element(By.ID, "image").send_keys(str(DEMO_DIR / "images" / "rocket.jpg"))

@@ -8,6 +8,7 @@ Chromium, its driver or Selenium are missing (``.ci/run`` installs them).
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -38,6 +39,7 @@ def browser():
     from selenium.webdriver.chrome.service import Service
 
     binary, driver_path = _browser_paths()
+    os.environ.setdefault("SE_AVOID_STATS", "true")  # Selenium Manager stays quiet (the driver is given anyway)
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for flag in CHROMIUM_FLAGS:
