@@ -351,3 +351,38 @@ def test_serve_command_answers_and_shuts_down_gracefully(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_failing_request_gets_a_json_500_and_the_others_in_its_batch_their_answers(tiny_pipeline, monkeypatch):
+    generator = tiny_pipeline.generator
+    original = generator.generate
+
+    def generate(requests, **kwargs):  # a bug triggered by one question, inside a batch
+        requests = list(requests)
+        if any(getattr(r, "question", "") == "trigger the bug" for r in requests):
+            raise RuntimeError("a bug, not the user's fault")
+        return original(requests, **kwargs)
+
+    monkeypatch.setattr(generator, "generate", generate)
+    config = ServeConfig(max_batch_size=8, max_wait_ms=200)
+    with running_server(tiny_pipeline, config) as url, ThreadPoolExecutor(4) as pool:
+        def ask(question):
+            return httpx.post(f"{url}/v1/answer", data={"question": question}, timeout=60)
+
+        futures = [pool.submit(ask, q) for q in ("first good one", "trigger the bug", "second good one")]
+        first, bad, second = (f.result() for f in futures)
+    assert first.status_code == 200 and second.status_code == 200
+    assert bad.status_code == 500 and bad.json()["error"]["code"] == "internal"
+    assert "Traceback" not in bad.text and "a bug" not in bad.text
+
+
+def test_cors_is_off_unless_configured(tiny_pipeline):
+    preflight = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST"}
+    with running_server(tiny_pipeline, ServeConfig()) as url:
+        r = httpx.options(f"{url}/v1/answer", headers=preflight)
+        assert "access-control-allow-origin" not in r.headers
+    with running_server(tiny_pipeline, ServeConfig(cors_origins=["https://example.org"])) as url:
+        r = httpx.options(f"{url}/v1/answer", headers=preflight)
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://example.org"
+        r = httpx.options(f"{url}/v1/answer", headers={**preflight, "Origin": "https://evil.example"})
+        assert r.headers.get("access-control-allow-origin") != "https://evil.example"
