@@ -41,3 +41,19 @@ def test_store_bench_writes_rows_for_every_backend(tmp_path):
     assert by_backend["exact"]["recall_at_10"] == 1.0
     assert by_backend["edge"]["recall_at_10"] > 0.9  # HNSW on 1,500 points is all but exact
     assert "than exact NumPy search" in run.stdout
+
+
+def test_serve_bench_writes_rows_for_every_level(tmp_path):
+    out = tmp_path / "serve.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "serve.py"), "--requests", "4", "--clients", "1", "2", "--warmup", "1",
+         "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    arms = [(row["arm"], row["clients"]) for row in result["rows"]]
+    assert arms == [("in-process (sequential)", 1), ("server", 1), ("server", 2)]
+    assert all(row["requests"] == 4 and row["req_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"] for row in result["rows"])
+    assert set(result["ratios"]) == {"1", "2"} and result["ratios"]["1"] == 1.0
+    assert result["setting"]["k"] == 3 and "x 1 client" in run.stdout
