@@ -153,7 +153,7 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
         queued = False
         try:
             fields = await read_form(request, config)
-            form = parse_question_form(fields, config, pipeline.config.retrieval.k)
+            form = parse_question_form(fields, config)
             k = form.k if form.k is not None else pipeline.config.retrieval.k
             if kind == "answer" and not form.question:
                 form.question = DEFAULT_QUESTION

@@ -103,7 +103,7 @@ async def read_form(request: Any, config: ServeConfig) -> dict[str, Any]:
         await form.close()
 
 
-def parse_question_form(fields: dict[str, Any], config: ServeConfig, k_default: int) -> QuestionForm:
+def parse_question_form(fields: dict[str, Any], config: ServeConfig) -> QuestionForm:
     """Check the text fields and decode the image of a :func:`read_form` result."""
     question = (fields.get("question") or "").strip()
     image_part = fields.get("image")
@@ -126,7 +126,7 @@ def parse_question_form(fields: dict[str, Any], config: ServeConfig, k_default: 
     if image_part is not None:
         name, data = image_part
         image = decode_image(data, config)
-    return QuestionForm(question=question, image=image, image_name=_safe_name(name), k=k if k is not None else None)
+    return QuestionForm(question=question, image=image, image_name=_safe_name(name), k=k)
 
 
 def _safe_name(name: str | None) -> str | None:
