@@ -8,6 +8,7 @@ fail with the file and the dotted field name)::
     ingest:     rag.ingest.IngestConfig        how a KB file becomes passages (index build, demo)
     generator:  generator.GeneratorConfig      the multimodal LLM that answers (null: retrieval only)
     retrieval:  RetrievalConfig                k, query instruction, payload filter
+    serve:      rag.serve.ServeConfig          ``ret2vqa serve``: address, upload limits, API key, batching
 
 Every pipeline command (``index build``/``info``, ``search``, ``ask``, ``eval``,
 ``demo``, ``doctor``) reads this one file through :func:`load_pipeline_config`, so the
@@ -26,12 +27,13 @@ from typing import Any, Mapping
 
 from generator.config import GeneratorConfig
 from rag.ingest.config import IngestConfig
+from rag.serve.config import ServeConfig
 from rag.store.config import StoreConfig
 from ret2vqa.config import ConfigError, at_least, from_dict, load_yaml, override, to_dict
 from ret2vqa.errors import locate
 from retriever.loading import EncoderConfig
 
-SECTIONS = ("encoder", "store", "ingest", "generator", "retrieval")
+SECTIONS = ("encoder", "store", "ingest", "generator", "retrieval", "serve")
 
 
 @dataclass
@@ -70,6 +72,7 @@ class PipelineConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     generator: GeneratorConfig | None = field(default_factory=GeneratorConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     source: str | None = None  # the file it was read from, for messages
 
     @classmethod
@@ -79,7 +82,8 @@ class PipelineConfig:
             raise ConfigError(f"unknown section (known: {', '.join(SECTIONS)})", locate(where, str(unknown[0])))
         sections: dict[str, Any] = {}
         for name, section_cls in (("encoder", EncoderConfig), ("store", StoreConfig), ("ingest", IngestConfig),
-                                  ("generator", GeneratorConfig), ("retrieval", RetrievalConfig)):
+                                  ("generator", GeneratorConfig), ("retrieval", RetrievalConfig),
+                                  ("serve", ServeConfig)):
             if name == "generator" and name in data and data[name] is None:
                 sections[name] = None
                 continue
@@ -103,6 +107,8 @@ class PipelineConfig:
         data.pop("source", None)
         if isinstance(data.get("store"), dict):
             data["store"].pop("api_key", None)
+        if isinstance(data.get("serve"), dict):
+            data["serve"].pop("api_key", None)
         return data
 
 

@@ -73,3 +73,19 @@ def test_store_bench_multivector_measures_maxsim_recall_and_bytes_per_passage(tm
     assert rows["edge-mv"]["bytes_per_passage"] > 0 and rows["edge-mv"]["ram_bytes_per_passage"] >= 4 * 16
     assert {"upsert_per_s", "build_s", "p50_ms", "p95_ms"} <= set(rows["edge-mv"])
     assert "B/passage on disk" in run.stdout
+
+
+def test_serve_bench_writes_rows_for_every_level(tmp_path):
+    out = tmp_path / "serve.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "serve.py"), "--requests", "4", "--clients", "1", "2", "--warmup", "1",
+         "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    arms = [(row["arm"], row["clients"]) for row in result["rows"]]
+    assert arms == [("in-process (sequential)", 1), ("server", 1), ("server", 2)]
+    assert all(row["requests"] == 4 and row["req_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"] for row in result["rows"])
+    assert set(result["ratios"]) == {"1", "2"} and result["ratios"]["1"] == 1.0
+    assert result["setting"]["k"] == 3 and "x 1 client" in run.stdout

@@ -14,7 +14,7 @@ from PIL import Image
 from rag.cli import COMMAND_MODULES, build_parser, main
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SUBCOMMANDS = ["demo", "ask", "index", "search", "eval", "score", "train", "doctor", "convert"]
+SUBCOMMANDS = ["demo", "ask", "index", "search", "serve", "eval", "score", "train", "doctor", "convert"]
 
 
 def run_cli(*args, env=None, cwd=None):

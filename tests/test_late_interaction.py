@@ -109,8 +109,8 @@ def test_ask_eval_pipeline_and_langchain_work_unchanged(late_config, tmp_path, c
 
 
 def test_langchain_vector_store_works_and_embeddings_refuse_a_late_interaction_encoder(late_config, tmp_path):
-    from ret2vqa.errors import ConfigError
     from rag.langchain import ReT2Embeddings, ReT2VectorStore
+    from ret2vqa.errors import ConfigError
 
     config = yaml.safe_load(late_config.read_text())
     config["store"]["path"] = str(tmp_path / "vs")

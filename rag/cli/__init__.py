@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "rag.cli.ask",
     "rag.cli.index",
     "rag.cli.search",
+    "rag.cli.serve",
     "eval.cli",
     "retriever.cli",
     "rag.cli.doctor",

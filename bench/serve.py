@@ -1,0 +1,259 @@
+"""``ret2vqa serve`` under load: 1, 8 and 32 concurrent clients over loopback vs sequential in-process answers.
+
+::
+
+    python bench/serve.py                                  # tiny config (rag/configs/tiny.yaml), ~1 min on 2 cores
+    python bench/serve.py --requests 96 --json OUT.json
+    python bench/serve.py --config configs/cpu.yaml --requests 32   # real models (downloads once)
+
+The bundled demo knowledge base is indexed with the config's encoder into a temporary
+store. Then, in one run:
+
+* ``in-process``: the same questions (demo photos + questions, cycled) answered one at a
+  time with :meth:`rag.pipeline.Pipeline.answer` in this process: the floor of per-request work;
+* ``server``: ``ret2vqa serve`` started as its own process on a free loopback port, driven by
+  ``C`` concurrent clients (asyncio + httpx, each posting the photo and question as a
+  multipart form and waiting for the answer before sending the next) for ``--requests``
+  requests per level.
+
+Every arm answers the same questions with the same ``k`` and ``max_new_tokens``. It prints
+a table (requests/s, p50 and p95 latency, mean micro-batch size) and the ratio of each
+level's throughput to the one-client server figure; the target for the tiny config on a
+2-core machine is >= 3x at 8 clients. ``--json`` writes ``{"setting", "rows", "ratios",
+"target"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATIO_8 = 3.0
+
+
+def demo_queries(n: int) -> list[tuple[str, str, bytes]]:
+    """``n`` (question, image file name, image bytes) from the demo questions, cycled."""
+    from rag.demo import DEMO_DIR, QUESTIONS_FILE
+
+    rows = [json.loads(line) for line in QUESTIONS_FILE.read_text().splitlines() if line.strip()]
+    items = [(r["question"], Path(r["image"]).name, (DEMO_DIR / r["image"]).read_bytes()) for r in rows]
+    return [items[i % len(items)] for i in range(n)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, int(round(q / 100 * (len(values) - 1)))))
+    return values[index]
+
+
+def row(arm: str, clients: int, latencies_s: list[float], wall_s: float, batch_sizes: list[int]) -> dict:
+    return {
+        "arm": arm, "clients": clients, "requests": len(latencies_s),
+        "req_per_s": len(latencies_s) / wall_s,
+        "p50_ms": percentile(latencies_s, 50) * 1000, "p95_ms": percentile(latencies_s, 95) * 1000,
+        "mean_batch": statistics.fmean(batch_sizes) if batch_sizes else 1.0,
+    }
+
+
+def in_process(config, queries, k: int, warmup: int) -> dict:
+    from PIL import Image
+
+    from rag.pipeline import Pipeline
+    from ret2vqa.images import load_image
+
+    with Pipeline.from_config(config) as pipeline:
+        for question, _, data in queries[:warmup]:
+            pipeline.answer(question, load_image(Image.open(io.BytesIO(data))), k=k)
+        latencies, tokens = [], []
+        start = time.perf_counter()
+        for question, _, data in queries:
+            t = time.perf_counter()
+            result = pipeline.answer(question, load_image(Image.open(io.BytesIO(data))), k=k)  # decoded, as served
+            latencies.append(time.perf_counter() - t)
+            tokens.append(result.prompt_tokens)
+        wall = time.perf_counter() - start
+    return row("in-process (sequential)", 1, latencies, wall, []) | {"mean_prompt_tokens": statistics.fmean(tokens)}
+
+
+async def drive(url: str, queries, clients: int, k: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    batches: list[int] = []
+    errors: list[str] = []
+    todo = iter(queries)
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for question, name, data in todo:
+            t = time.perf_counter()
+            r = await http.post("/v1/answer", files={"image": (name, data, "image/jpeg")},
+                                data={"question": question, "k": str(k)})
+            latencies.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                errors.append(f"{r.status_code} {r.text[:200]}")
+                continue
+            batches.append(r.json()["server"]["batch_size"])
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        wall = time.perf_counter() - start
+    if errors:
+        raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[0]}")
+    return row("server", clients, latencies, wall, batches)
+
+
+def model_seconds(url: str) -> dict[str, float]:
+    """The server's cumulative seconds per pipeline stage (its /metrics), to split latency into model vs the rest."""
+    import httpx
+
+    stages: dict[str, float] = {}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("ret2vqa_stage_seconds_total{"):
+            name = line.split('stage="', 1)[1].split('"', 1)[0]
+            stages[name] = float(line.rsplit(" ", 1)[1])
+    return stages
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(config_file: Path, port: int) -> subprocess.Popen:
+    import httpx
+
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    env.pop("RET2VQA_API_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--config", str(config_file), "--port",
+                             str(port), "--log-level", "warning"], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 600
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with status {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("the server did not become ready")
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "rag" / "configs" / "tiny.yaml"),
+                        help="pipeline YAML (default: the tiny config)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrency levels")
+    parser.add_argument("--requests", type=int, default=64, help="requests per level (default 64)")
+    parser.add_argument("--warmup", type=int, default=8, help="requests before each measurement (default 8)")
+    parser.add_argument("-k", type=int, help="passages per question (default: the config's retrieval.k)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="changes",
+                        help="config changes for every arm, e.g. serve.max_batch_size=16 "
+                             "generator.context_token_budget=256")
+    parser.add_argument("--workdir", help="where the store goes (default: a temporary directory)")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    import yaml
+
+    from rag.config import PipelineConfig
+    from rag.demo import DEMO_DIR, KB_FILE
+    from rag.ingest.indexer import build_index
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ret2vqa-bench-serve-"))
+    changes = {}
+    for item in args.changes:
+        key, _, value = item.partition("=")
+        changes[key] = yaml.safe_load(value)
+    cfg = PipelineConfig.from_yaml(args.config).override({
+        "store.backend": "edge", "store.path": str(workdir / "store"), "store.collection": "demo",
+        "ingest.image_root": str(DEMO_DIR), **changes})
+    k = args.k if args.k is not None else cfg.retrieval.k
+    if cfg.serve.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.serve.torch_threads)  # the in-process arm runs like the server
+    build_index(cfg, KB_FILE, "jsonl", show_progress=False)
+    config_file = workdir / "config.yaml"
+    config_file.write_text(yaml.safe_dump(cfg.to_dict()))
+    queries = demo_queries(args.requests)
+
+    rows = [in_process(cfg, queries, k, args.warmup)]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(config_file, port)
+    try:
+        for clients in args.clients:
+            asyncio.run(drive(url, demo_queries(max(args.warmup, clients)), clients, k))  # warm-up at this level
+            before = model_seconds(url)
+            result = asyncio.run(drive(url, queries, clients, k))
+            after = model_seconds(url)
+            # wall time of the model stages per request: what batching amortises (the rest is HTTP, decoding, waiting)
+            result["model_ms_per_req"] = (after.get("total", 0) - before.get("total", 0)) * 1000 / len(queries)
+            rows.append(result)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+    one = next((r["req_per_s"] for r in rows if r["arm"] == "server" and r["clients"] == 1), None)
+    seq = rows[0]["req_per_s"]
+    print(f"ret2vqa serve: {Path(args.config).name} {' '.join(args.changes)}, k={k}, max_new_tokens="
+          f"{cfg.generator.max_new_tokens if cfg.generator else '-'}, context_token_budget="
+          f"{cfg.generator.context_token_budget if cfg.generator else '-'}, {args.requests} requests per level, "
+          f"max_batch_size={cfg.serve.max_batch_size}, max_wait_ms={cfg.serve.max_wait_ms:g}, "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'arm':<24} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'batch':>6} {'model ms/req':>12} "
+          f"{'x 1 client':>10} {'x in-proc':>9}")
+    for r in rows:
+        r["x_one_client"] = r["req_per_s"] / one if one else None
+        r["x_in_process"] = r["req_per_s"] / seq
+        x1 = f"{r['x_one_client']:.2f}" if r["x_one_client"] else "-"
+        model = f"{r['model_ms_per_req']:.1f}" if "model_ms_per_req" in r else "-"
+        print(f"{r['arm']:<24} {r['clients']:>7} {r['req_per_s']:>8.2f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
+              f"{r['mean_batch']:>6.2f} {model:>12} {x1:>10} {r['x_in_process']:>9.2f}")
+    print(f"mean prompt: {rows[0]['mean_prompt_tokens']:.0f} tokens")
+    ratios = {str(r["clients"]): r["x_one_client"] for r in rows if r["arm"] == "server"}
+    at8 = ratios.get("8")
+    if at8 is not None:
+        print(f"throughput at 8 clients = {at8:.2f}x the one-client server figure "
+              f"(target >= {TARGET_RATIO_8:g}x: {'met' if at8 >= TARGET_RATIO_8 else 'NOT met'})")
+    if args.json:
+        result = {
+            "setting": {"config": args.config, "changes": changes, "k": k, "requests": args.requests, "clients": args.clients,
+                        "serve": {"max_batch_size": cfg.serve.max_batch_size, "max_wait_ms": cfg.serve.max_wait_ms,
+                                  "torch_threads": cfg.serve.torch_threads},
+                        "max_new_tokens": cfg.generator.max_new_tokens if cfg.generator else None,
+                        "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
+            "rows": rows, "ratios": ratios, "target": {"clients": 8, "ratio": TARGET_RATIO_8, "met": (
+                at8 is not None and at8 >= TARGET_RATIO_8)},
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
