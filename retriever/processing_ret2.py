@@ -2,7 +2,9 @@
 
 An item is a query or a document: text, image, or both. :class:`ReT2Processor` pairs
 the backbone's tokenizer and image processor and builds one padded batch with a
-``text_mask`` / ``image_mask`` per item. A missing modality gets a cheap placeholder
+``text_mask`` / ``image_mask`` per item, and the same presence as plain Python data
+(``text_presence`` / ``image_presence``: ``"all"``, ``"some"`` or ``"none"``, with
+``text_rows`` / ``image_rows`` when only some items have it) for a forward without host syncs. A missing modality gets a cheap placeholder
 row (the empty string, or zeros for pixels) that the model never looks at.
 """
 
@@ -21,6 +23,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, BatchEncoding
 from ret2vqa.errors import ConfigError, InputError
 
 from .backbones import BackboneSpec, backbone_spec
+from .modeling_ret2 import presence_of
 
 ImageLike = Union[Image.Image, str, os.PathLike, None]
 PROCESSOR_FILE = "ret2_processor.json"
@@ -126,10 +129,23 @@ class ReT2Processor:
         if len(texts) != len(images):
             raise ValueError(f"got {len(texts)} texts but {len(images)} images")
         batch = len(texts)
-        text_mask = torch.tensor([1.0 if t else 0.0 for t in texts])
-        image_mask = torch.tensor([1.0 if im is not None else 0.0 for im in images])
-        data: dict[str, Any] = {"text_mask": text_mask, "image_mask": image_mask}
-        if bool(text_mask.any()):
+        has_text = [bool(t) for t in texts]
+        has_image = [im is not None for im in images]
+        for i, (t, im) in enumerate(zip(has_text, has_image)):
+            if not (t or im):
+                raise ItemError(i, "has neither text nor image")
+        data: dict[str, Any] = {
+            "text_mask": torch.tensor([1.0 if t else 0.0 for t in has_text]),
+            "image_mask": torch.tensor([1.0 if im else 0.0 for im in has_image]),
+            # The same presence as plain Python data (and row indices), so the model's
+            # forward decides what to skip without reading a tensor back from the device.
+            "text_presence": presence_of(has_text),
+            "image_presence": presence_of(has_image),
+        }
+        for name, flags in (("text_rows", has_text), ("image_rows", has_image)):
+            if presence_of(flags) == "some":
+                data[name] = torch.tensor([i for i, f in enumerate(flags) if f], dtype=torch.long)
+        if any(has_text):
             encoded = self.tokenizer(
                 [t if t else "" for t in texts],
                 padding=self.spec.text_padding,
