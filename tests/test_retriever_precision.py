@@ -141,3 +141,23 @@ def test_compiled_forward_gives_the_eager_vectors():
         inputs = dict(encoder.processor(*batch))
         with torch.inference_mode():
             torch.testing.assert_close(compiled(**inputs).embeddings, model(**inputs).embeddings, rtol=0, atol=1e-6)
+
+
+def test_bf16_training_steps_run_on_cpu(tmp_path):
+    """``mixed_precision: bf16`` through accelerate (CPU autocast): queries are image-only and
+    documents text-only, so every step scatters partial rows, the path that crashed on CUDA.
+    The 150-step loss check of the tiny synthetic config runs in bench/gpu.sh."""
+    from rag.components import build_training_encoder
+    from retriever.training import DataConfig, ModelInitConfig, Trainer, TrainingConfig
+    from retriever.training.synthetic import write_shapes_dataset
+
+    train_file, _ = write_shapes_dataset(tmp_path / "shapes", per_class=2, val_per_class=1, seed=0)
+    cfg = TrainingConfig(output_dir=str(tmp_path / "run"), model=ModelInitConfig(backbone="tiny-random/clip"),
+                         data=DataConfig(train_file=str(train_file), num_workers=0), batch_size=8, max_steps=3,
+                         warmup_steps=1, learning_rate=1e-3, save_every=1000, log_every=1, mixed_precision="bf16")
+    trainer = Trainer(cfg, build_training_encoder(cfg.model, seed=cfg.seed))
+    before = trainer.accelerator.unwrap_model(trainer.model).ret_cell.vision_xa.in_proj_weight.detach().clone()
+    trainer.train()
+    after = trainer.accelerator.unwrap_model(trainer.model).ret_cell.vision_xa.in_proj_weight.detach()
+    assert len(trainer.history) == 3 and all(np.isfinite(h["loss"]) for h in trainer.history)
+    assert (after - before).abs().max() > 0
