@@ -124,8 +124,12 @@ class ReT2Processor:
         return cls(tokenizer, image_processor, spec, max_len)
 
     # ------------------------------------------------------------------ batching
-    def __call__(self, texts: Sequence[str | None], images: Sequence[Image.Image | None]) -> BatchEncoding:
-        """One model batch from parallel lists of (already loaded) texts and images."""
+    def __call__(self, texts: Sequence[str | None], images: Sequence[Image.Image | None],
+                 pad_to_max_length: bool = False) -> BatchEncoding:
+        """One model batch from parallel lists of (already loaded) texts and images.
+
+        ``pad_to_max_length``: pad every text to ``max_text_length`` tokens (fixed shapes
+        for a compiled model) instead of the backbone's own padding."""
         if len(texts) != len(images):
             raise ValueError(f"got {len(texts)} texts but {len(images)} images")
         batch = len(texts)
@@ -148,7 +152,7 @@ class ReT2Processor:
         if any(has_text):
             encoded = self.tokenizer(
                 [t if t else "" for t in texts],
-                padding=self.spec.text_padding,
+                padding="max_length" if pad_to_max_length else self.spec.text_padding,
                 truncation=True,
                 max_length=self.max_text_length,
                 return_attention_mask=True,

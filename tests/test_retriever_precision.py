@@ -161,3 +161,30 @@ def test_bf16_training_steps_run_on_cpu(tmp_path):
     after = trainer.accelerator.unwrap_model(trainer.model).ret_cell.vision_xa.in_proj_weight.detach()
     assert len(trainer.history) == 3 and all(np.isfinite(h["loss"]) for h in trainer.history)
     assert (after - before).abs().max() > 0
+
+
+def test_encoder_compile_option(tmp_path):
+    """``encoder.compile`` in the config compiles the ReT-2 model in the composition root; the
+    compiled encoder pads texts to a fixed length and gives the eager vectors."""
+    from rag.components import build_encoder
+    from ret2vqa.config import ConfigError
+    from retriever import EncoderConfig
+
+    config = EncoderConfig(name_or_path="tiny-random/clip", revision="seed3", compile="reduce-overhead")
+    assert build_encoder(config).compiled == "reduce-overhead"
+    assert build_encoder(EncoderConfig(name_or_path="tiny-random/clip", revision="seed3")).compiled is None
+    with pytest.raises(ConfigError, match="compile"):
+        EncoderConfig(name_or_path="x", type="dual_encoder", compile=True)
+    with pytest.raises(ConfigError):
+        EncoderConfig(name_or_path="x", compile="fast")
+
+    encoder = build_tiny_encoder("clip", seed=3)
+    items = [{"text": t, "image": im} for t, im in zip(*MIXED)]
+    eager = encoder.encode(items)
+    torch._dynamo.reset()
+    encoder.compile(True, backend="eager")  # the same capture without a C++ compiler
+    assert encoder.processor(["ab"], [None], pad_to_max_length=True)["input_ids"].shape[1] == \
+        encoder.model.config.max_text_length
+    np.testing.assert_allclose(encoder.encode(items), eager, atol=1e-6)
+    encoder.compile(False)
+    assert encoder._forward is encoder.model
