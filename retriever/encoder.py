@@ -15,7 +15,8 @@ import hashlib
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -93,13 +94,13 @@ class BaseEncoder:
         return self
 
     def _to_device(self, batch: Any) -> Any:
-        """Move a processed batch to the device; from pinned memory without blocking on CUDA, so
-        the copy overlaps the previous batch's kernels instead of waiting for them."""
+        """Move a processed batch to the device; on CUDA without blocking (from pinned memory,
+        see ``_prepare``), so the copy does not wait for the previous batch's kernels."""
         if self.device.type != "cuda":
             return batch.to(self.device)
         for key, value in list(batch.items()):
             if torch.is_tensor(value):
-                batch[key] = value.pin_memory().to(self.device, non_blocking=True)
+                batch[key] = value.to(self.device, non_blocking=True)
         return batch
 
     # ------------------------------------------------------------------ identity
@@ -191,15 +192,38 @@ class BaseEncoder:
         # Length bucketing: similar items share a batch, so padding (and wasted compute) is small.
         order = sorted(range(len(items)), key=lambda i: (items[i].has_image, len(items[i].text or "")))
         bar = tqdm(total=len(items), desc="encoding", unit="item", disable=not show_progress, smoothing=0.05)
-        with ThreadPoolExecutor(max_workers=self.image_workers) as pool:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                texts = [items[i].text if items[i].has_text else None for i in idx]
-                images = list(pool.map(lambda i: self._load(items[i], i, on_bad_image), idx))
-                out[idx] = self._encode_batch(texts, images)
-                bar.update(len(idx))
+
+        def prepare(idx: list[int]) -> Any:
+            texts = [items[i].text if items[i].has_text else None for i in idx]
+            images = list(pool.map(lambda i: self._load(items[i], i, on_bad_image), idx))
+            return self._prepare(texts, images)
+
+        # The next batch is prepared (images decoded in `image_workers` threads, tokenised,
+        # resized, pinned) in a thread while the current one runs on the device.
+        pending: deque[tuple[list[int], Future]] = deque()
+        with ThreadPoolExecutor(max_workers=self.image_workers) as pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode-prepare") as preparer:
+            try:
+                for start in range(0, len(order), batch_size):
+                    idx = order[start : start + batch_size]
+                    pending.append((idx, preparer.submit(prepare, idx)))
+                    while len(pending) > 1 or (pending and start + batch_size >= len(order)):
+                        done_idx, prepared = pending.popleft()
+                        out[done_idx] = self._run(prepared.result())
+                        bar.update(len(done_idx))
+            finally:
+                for _, future in pending:
+                    future.cancel()
         bar.close()
         return out if as_tensor else out.numpy()
+
+    def _prepare(self, texts: list[str | None], images: list[Any]) -> Any:
+        """The host-side part of a batch (runs in a worker thread); by default nothing is done ahead."""
+        return texts, images
+
+    def _run(self, prepared: Any) -> torch.Tensor:
+        """The device part of a batch prepared by :meth:`_prepare`; float32 CPU vectors."""
+        return self._encode_batch(*prepared)
 
     def _load(self, item: RetrievalItem, index: int, on_bad_image: BadImageCallback | None):
         if not item.has_image:
@@ -300,13 +324,24 @@ class ReT2Encoder(BaseEncoder):
     def default_instruction(self) -> str:
         return self.model.config.query_instruction or ""
 
+    def _prepare(self, texts: list[str | None], images: list[Any]) -> Any:
+        batch = self.processor(texts, images, pad_to_max_length=self.compiled is not None)
+        if self.device.type == "cuda":  # page-locked: the copy to the GPU can then overlap compute
+            for key, value in list(batch.items()):
+                if torch.is_tensor(value):
+                    batch[key] = value.pin_memory()
+        return batch
+
     @torch.inference_mode()
-    def _encode_batch(self, texts: list[str | None], images: list[Any]) -> torch.Tensor:
-        batch = self._to_device(self.processor(texts, images, pad_to_max_length=self.compiled is not None))
+    def _run(self, prepared: Any) -> torch.Tensor:
+        batch = self._to_device(prepared)
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
         embeddings = self._forward(**batch).embeddings
         return embeddings.float().cpu()
+
+    def _encode_batch(self, texts: list[str | None], images: list[Any]) -> torch.Tensor:
+        return self._run(self._prepare(texts, images))
 
     def __repr__(self) -> str:
         return (f"ReT2Encoder(name_or_path={self.name_or_path!r}, backbone={self.model.spec.name}, "
