@@ -73,6 +73,10 @@ class BaseEncoder:
         self._forward: Callable[..., Any] = self.model
         self.compiled: str | None = None
 
+    #: Images are resized to about this side by the model's processor, so files are decoded
+    #: no larger (see :func:`ret2vqa.images.load_image`); ``None``: full size.
+    image_decode_size: int | None = None
+
     # ------------------------------------------------------------------ compilation
     def compile(self, mode: str | bool = True, backend: str = "inductor") -> "BaseEncoder":
         """Run batches through ``torch.compile(model)``; returns ``self``.
@@ -229,7 +233,7 @@ class BaseEncoder:
         if not item.has_image:
             return None
         try:
-            return load_image(item.image, index)
+            return load_image(item.image, index, self.image_decode_size)
         except ItemError as exc:
             if on_bad_image is None or not item.has_text:
                 raise
@@ -264,6 +268,7 @@ class ReT2Encoder(BaseEncoder):
     ):
         super().__init__(model, name_or_path or "ret2", revision, device, dtype, image_workers)
         self.processor = processor
+        self.image_decode_size = processor.decode_size
 
     # ------------------------------------------------------------------ construction
     @classmethod

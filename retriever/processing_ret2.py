@@ -11,6 +11,7 @@ row (the empty string, or zeros for pixels) that the model never looks at.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,14 +72,37 @@ class RetrievalItem:
         return self.image is not None and self.image != ""
 
 
-def load_image(image: ImageLike, index: int) -> Image.Image:
-    """Open ``image`` (PIL image, path or URL) as RGB; a missing or unreadable one raises :class:`ItemError`."""
+def load_image(image: ImageLike, index: int, min_size: int | None = None) -> Image.Image:
+    """Open ``image`` (PIL image, path or URL) as RGB; a missing or unreadable one raises :class:`ItemError`.
+
+    ``min_size``: decode a JPEG file at a reduced scale that keeps both sides >= this
+    (see :func:`ret2vqa.images.load_image`)."""
     from ret2vqa.images import load_image as open_image
 
     try:
-        return open_image(image)
+        return open_image(image, min_size)
     except (FileNotFoundError, ValueError, TypeError) as exc:
         raise ItemError(index, str(exc)) from exc
+
+
+def image_side(image_processor: Any) -> int | None:
+    """About the side, in pixels, that ``image_processor`` resizes images to (``None``: unknown).
+
+    CLIP: the shortest edge; SigLIP: the larger of height and width; SigLIP 2: the side of
+    a square with its patch budget."""
+    size = getattr(image_processor, "size", None)  # a dict, or transformers 5's SizeDict
+
+    def field(name: str) -> Any:
+        return size.get(name) if isinstance(size, dict) else getattr(size, name, None)
+
+    if field("shortest_edge"):
+        return int(field("shortest_edge"))
+    if field("height") and field("width"):
+        return int(max(field("height"), field("width")))
+    patches, patch = getattr(image_processor, "max_num_patches", None), getattr(image_processor, "patch_size", None)
+    if patches and patch:
+        return int(patch * math.isqrt(int(patches)))
+    return None
 
 
 class ReT2Processor:
@@ -93,6 +117,11 @@ class ReT2Processor:
         self.image_processor = image_processor
         self.spec = backbone_spec(spec) if isinstance(spec, str) else spec
         self.max_text_length = int(max_text_length)
+
+    @property
+    def decode_size(self) -> int | None:
+        """The side, in pixels, that images are resized to (about), so files can be decoded no larger."""
+        return image_side(self.image_processor)
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> None:
