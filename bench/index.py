@@ -83,9 +83,32 @@ def write_kb(directory: Path, n: int, seed: int = 0) -> Path:
     return kb
 
 
+def sized_encoder(backbone: str, device: str | None, dtype: str):
+    """A random-weight ReT-2 encoder at the sizes of a public CLIP (``bench/encoder.py``'s table)."""
+    import torch
+    from transformers import CLIPConfig
+
+    from rag.tiny_models import build_tiny_ret2_processor
+    from retriever import ReT2Config, ReT2Encoder, ReT2Model
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from encoder import BACKBONES
+
+    config = CLIPConfig(**BACKBONES[backbone])
+    config.text_config.vocab_size = 128  # the character tokenizer's ids
+    torch.manual_seed(0)
+    model = ReT2Model(ReT2Config(backbone_config=config, max_text_length=77))
+    processor = build_tiny_ret2_processor("clip", image_size=config.vision_config.image_size, max_text_length=77)
+    return ReT2Encoder(model, processor, name_or_path=f"random:{backbone}", device=device, dtype=dtype,
+                       image_workers=min(16, os.cpu_count() or 4))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="pipeline YAML whose encoder is measured (default: tiny random ReT-2, CPU)")
+    parser.add_argument("--backbone", choices=["clip-vit-b32", "clip-vit-l14"],
+                        help="instead of a config: a random-weight ReT-2 at these CLIP sizes (224-pixel images, "
+                             "77-token texts), e.g. on a GPU with no checkpoint at hand")
     parser.add_argument("--passages", type=int, default=3000)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                         help="encoder batch sizes to choose from (default: 16 32 64 on CPU, 64 128 256 on GPU)")
@@ -116,7 +139,11 @@ def main(argv=None) -> int:
         encoder_config = EncoderConfig(name_or_path="tiny-random/clip", revision="seed0", device="cpu")
     if args.device:
         encoder_config = replace(encoder_config, device=args.device)
-    encoder = build_encoder(encoder_config)
+    if args.backbone:
+        encoder = sized_encoder(args.backbone, encoder_config.device, encoder_config.dtype)
+        encoder_config = replace(encoder_config, name_or_path=f"{args.backbone} (random weights)")
+    else:
+        encoder = build_encoder(encoder_config)
     on_gpu = encoder.device.type == "cuda"
     sizes = args.batch_sizes or ([64, 128, 256] if on_gpu else [16, 32, 64])
 
