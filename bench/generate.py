@@ -244,7 +244,7 @@ def main(argv=None) -> int:
                              "tokens_per_s": round(batch_size * args.new_tokens / seconds, 1)})
                 print(f"{family:<16} {precision:<5} batch {batch_size:>3}: {batch_size / seconds:8.2f} answers/s "
                       f"{batch_size * args.new_tokens / seconds:9.1f} tokens/s", flush=True)
-            del gen, model
+            gen = model = None  # free the weights before the next family
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     for row in rows:

@@ -21,7 +21,6 @@ from typing import Any, Literal, Mapping, Optional
 from ret2vqa.config import ConfigError, at_least
 from ret2vqa.hub import TINY_PREFIX
 
-
 #: The values of ``encoder.compile``.
 COMPILE_MODES = (False, True, "reduce-overhead", "max-autotune")
 
