@@ -105,9 +105,11 @@ def real_model(family: str, dtype: Any):
         setattr(text, key, value)
     for key, value in real["vision"].items():
         setattr(config.vision_config, key, value)
-    ip = processor.image_processor
-    for key, value in real["image"].items():
-        setattr(ip, key, value)
+    # A new image processor of the same class at the checkpoint's resolution (the tiny one's is 16-32 px).
+    image_kwargs = dict(real["image"])
+    if family == "qwen2_5_vl":
+        image_kwargs["temporal_patch_size"] = 2
+    processor.image_processor = type(processor.image_processor)(**image_kwargs)
     if family == "qwen2_5_vl":
         config.vision_config.out_hidden_size = text.hidden_size
     elif family == "smolvlm":
@@ -148,8 +150,9 @@ def quantize_4bit(model: Any, dtype: Any) -> Any:
         for name, child in parent.named_children():
             if isinstance(child, torch.nn.Linear) and "lm_head" not in name:
                 q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
-                                      compute_dtype=dtype, quant_type="nf4", device="cpu")
-                q.weight = bnb.nn.Params4bit(child.weight.data.to("cpu"), requires_grad=False, quant_type="nf4")
+                                      compute_dtype=dtype, quant_type="nf4", device="meta")
+                # Quantized where the weight already is (moving a 16-bit 7B model through host memory is slow).
+                q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4")
                 if child.bias is not None:
                     q.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
                 setattr(parent, name, q.to("cuda"))

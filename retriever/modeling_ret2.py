@@ -508,8 +508,10 @@ class ReT2Model(ReT2PreTrainedModel):
         batch = input_ids.shape[0] if input_ids is not None else pixel_values.shape[0]
         device = self.ret_cell.query_hidden_states.device
         # A mask is needed by the gates only when some items lack the modality.
-        gate_text_mask = _float_mask(text_mask, device) if presence.text == SOME else None
-        gate_image_mask = _float_mask(image_mask, device) if presence.image == SOME else None
+        gate_text_mask = _gate_mask(text_mask, presence.text_rows, batch, device) if presence.text == SOME else None
+        gate_image_mask = (
+            _gate_mask(image_mask, presence.image_rows, batch, device) if presence.image == SOME else None
+        )
 
         text_steps = (
             self._text_tokens(input_ids, attention_mask, presence.text_rows) if presence.text != NONE else None
@@ -576,6 +578,13 @@ class ReT2Model(ReT2PreTrainedModel):
             if presence.text != SOME or presence.image != SOME:
                 raise ValueError("every item needs text, an image, or both (found one with neither)")
         return presence
+
+
+def _gate_mask(mask: torch.Tensor | None, rows: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    """The 0/1 gate mask of a modality only some items have: the given mask, else built from the rows."""
+    if mask is not None:
+        return _float_mask(mask, device)
+    return torch.zeros(batch, device=device).index_fill_(0, rows, 1.0)
 
 
 def _float_mask(mask: torch.Tensor | None, device: torch.device, batch: int | None = None,

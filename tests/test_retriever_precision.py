@@ -188,3 +188,12 @@ def test_encoder_compile_option(tmp_path):
     np.testing.assert_allclose(encoder.encode(items), eager, atol=1e-6)
     encoder.compile(False)
     assert encoder._forward is encoder.model
+
+
+def test_presence_without_masks_builds_the_gate_masks_from_the_rows():
+    encoder = build_tiny_encoder("clip", seed=8)
+    model = encoder.model.eval()
+    inputs = dict(encoder.processor(*MIXED))
+    no_masks = {k: v for k, v in inputs.items() if k not in ("text_mask", "image_mask")}
+    with torch.inference_mode():
+        torch.testing.assert_close(model(**no_masks).embeddings, model(**inputs).embeddings, rtol=0, atol=0)
