@@ -155,10 +155,15 @@ def test_bf16_training_steps_run_on_cpu(tmp_path):
     cfg = TrainingConfig(output_dir=str(tmp_path / "run"), model=ModelInitConfig(backbone="tiny-random/clip"),
                          data=DataConfig(train_file=str(train_file), num_workers=0), batch_size=8, max_steps=3,
                          warmup_steps=1, learning_rate=1e-3, save_every=1000, log_every=1, mixed_precision="bf16")
-    trainer = Trainer(cfg, build_training_encoder(cfg.model, seed=cfg.seed))
-    before = trainer.accelerator.unwrap_model(trainer.model).ret_cell.vision_xa.in_proj_weight.detach().clone()
-    trainer.train()
-    after = trainer.accelerator.unwrap_model(trainer.model).ret_cell.vision_xa.in_proj_weight.detach()
+    from accelerate.state import AcceleratorState
+
+    try:
+        trainer = Trainer(cfg, build_training_encoder(cfg.model, seed=cfg.seed))
+        before = trainer.accelerator.unwrap_model(trainer.model).ret_cell.vision_xa.in_proj_weight.detach().clone()
+        trainer.train()
+        after = trainer.accelerator.unwrap_model(trainer.model).ret_cell.vision_xa.in_proj_weight.detach()
+    finally:  # accelerate keeps its mixed-precision setting process-wide: later tests train without
+        AcceleratorState._reset_state(reset_partial_state=True)
     assert len(trainer.history) == 3 and all(np.isfinite(h["loss"]) for h in trainer.history)
     assert (after - before).abs().max() > 0
 
