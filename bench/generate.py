@@ -89,8 +89,9 @@ WORDS = ("museum bridge river painting built century king city station cathedral
          "festival treaty author novel species bird flower located famous designed opened rebuilt named").split()
 
 
-def real_model(family: str, dtype: Any):
-    """The family's model at the public checkpoint's sizes (random weights) and a processor for it."""
+def real_model(family: str, dtype: Any, max_layers: int | None = None):
+    """The family's model at the public checkpoint's sizes (random weights) and a processor for it;
+    ``max_layers`` caps the depth of both towers (to check the plumbing on a small machine)."""
     import torch
     from transformers import AutoModelForImageTextToText
 
@@ -110,6 +111,14 @@ def real_model(family: str, dtype: Any):
     if family == "qwen2_5_vl":
         image_kwargs["temporal_patch_size"] = 2
     processor.image_processor = type(processor.image_processor)(**image_kwargs)
+    if max_layers:
+        text.num_hidden_layers = min(text.num_hidden_layers, max_layers)
+        vision = config.vision_config
+        if hasattr(vision, "depth"):  # Qwen2.5-VL: keep a full-attention block among the kept ones
+            vision.depth = min(vision.depth, max_layers)
+            vision.fullatt_block_indexes = [i for i in vision.fullatt_block_indexes if i < vision.depth] or [0]
+        else:
+            vision.num_hidden_layers = min(vision.num_hidden_layers, max_layers)
     if family == "qwen2_5_vl":
         config.vision_config.out_hidden_size = text.hidden_size
     elif family == "smolvlm":
@@ -193,6 +202,7 @@ def main(argv=None) -> int:
     parser.add_argument("--precisions", nargs="+", choices=["bf16", "4bit"], default=["bf16", "4bit"])
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--max-layers", type=int, help="cap both towers' depth (--sizes real on a small machine)")
     parser.add_argument("--json", help="write results here")
     args = parser.parse_args(argv)
 
@@ -213,7 +223,7 @@ def main(argv=None) -> int:
                 rows.append({**row, "skipped": why})
                 continue
             if args.sizes == "real":
-                model, processor = real_model(family, dtype)
+                model, processor = real_model(family, dtype, args.max_layers)
             else:
                 model, processor = tiny_models.build_tiny_generator_model(family)
                 model = model.to(device=device, dtype=dtype)
@@ -255,7 +265,7 @@ def main(argv=None) -> int:
             print(f"{row['family']:<16} {row['precision']:<5} skipped: {row['skipped']}")
     result = {
         "rows": rows,
-        "setting": {"sizes": args.sizes, "k": K, "images_per_question": 1, "new_tokens": args.new_tokens,
+        "setting": {"sizes": args.sizes, "max_layers": args.max_layers, "k": K, "images_per_question": 1, "new_tokens": args.new_tokens,
                     "rounds": args.rounds, "device": str(device), "dtype": "bfloat16",
                     "threads": torch.get_num_threads(),
                     "machine": {"cpus": os.cpu_count(), "arch": platform.machine(),

@@ -84,24 +84,24 @@ if [[ $SMOKE == 1 ]]; then
 else
   STEPS=150; LATE_STEPS=150; LOSS_RATIO=0.6; ENC=(--backbone clip-vit-b32 --batch-size 256 --rounds 7)
   INDEX=(--backbone clip-vit-b32 --passages 3000 --rounds 2 --batch-sizes 128 256)
-  GEN=(--sizes real --families qwen2_5_vl smolvlm llava --batch-sizes 1 8 32 --new-tokens 16 --rounds 2)
+  GEN=(--sizes real --families qwen2_5_vl smolvlm llava --batch-sizes 1 8 32 --new-tokens 16 --rounds 1)
   VEC=(); COMPILE=1
 fi
 
-step vectors 120 vectors.json "$PY" bench/gpu_checks.py vectors --device "$DEVICE" "${VEC[@]}" --json "$OUT_DIR/vectors.json"
-step train 150 train.json "$PY" bench/gpu_checks.py train --steps "$STEPS" --max-loss-ratio "$LOSS_RATIO" --json "$OUT_DIR/train.json" \
+step vectors 90 vectors.json "$PY" bench/gpu_checks.py vectors --device "$DEVICE" "${VEC[@]}" --json "$OUT_DIR/vectors.json"
+step train 120 train.json "$PY" bench/gpu_checks.py train --steps "$STEPS" --max-loss-ratio "$LOSS_RATIO" --json "$OUT_DIR/train.json" \
   --workdir "$OUT_DIR/work-train"
-step train-late 150 train-late.json "$PY" bench/gpu_checks.py train --late-interaction --steps "$LATE_STEPS" \
+step train-late 120 train-late.json "$PY" bench/gpu_checks.py train --late-interaction --steps "$LATE_STEPS" \
   --max-loss-ratio "$LOSS_RATIO" \
   --json "$OUT_DIR/train-late.json" --workdir "$OUT_DIR/work-train-late"
-step encoder 120 encoder.json "$PY" bench/encoder.py --device "$DEVICE" "${ENC[@]}" --json "$OUT_DIR/encoder.json"
+step encoder 90 encoder.json "$PY" bench/encoder.py --device "$DEVICE" "${ENC[@]}" --json "$OUT_DIR/encoder.json"
 if [[ $COMPILE == 1 ]]; then
-  step encoder-compiled 180 encoder-compiled.json "$PY" bench/encoder.py --device "$DEVICE" "${ENC[@]}" --variants \
+  step encoder-compiled 150 encoder-compiled.json "$PY" bench/encoder.py --device "$DEVICE" "${ENC[@]}" --variants \
     --compile reduce-overhead --json "$OUT_DIR/encoder-compiled.json"
 fi
-step index 120 index.json "$PY" bench/index.py --device "$DEVICE" "${INDEX[@]}" --workdir "$OUT_DIR/work-index" \
+step index 90 index.json "$PY" bench/index.py --device "$DEVICE" "${INDEX[@]}" --workdir "$OUT_DIR/work-index" \
   --json "$OUT_DIR/index.json"
-step generate 180 generate.json "$PY" bench/generate.py "${GEN[@]}" --json "$OUT_DIR/generate.json"
+step generate 150 generate.json "$PY" bench/generate.py "${GEN[@]}" --json "$OUT_DIR/generate.json"
 rm -rf "$OUT_DIR"/work-*
 
 "$PY" - "$SUMMARY" "$OUT_DIR" "$(( $(date +%s) - START ))" <<'EOF'
