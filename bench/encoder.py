@@ -19,7 +19,14 @@ Every round's times are in the JSON (``rounds_ms``).
 Peak memory is the CUDA high-water mark on GPU, else the peak
 resident-set growth of this process during the variant.
 
+``--compile MODE`` (``default``, ``reduce-overhead``, ``max-autotune``) adds the
+backbone and ReT-2 run through ``torch.compile`` with that mode, and compares like with
+like: ``ret2+compile`` against ``backbone+compile`` (``compiled_ratio``), the eager
+ReT-2 against the eager backbone (``ratio``). ``--variants`` limits what runs (the
+compiled pair is always backbone + ret2).
+
     python bench/encoder.py --json OUT.json
+    python bench/encoder.py --device cuda --batch-size 256 --compile reduce-overhead --json OUT.json
 """
 
 from __future__ import annotations
@@ -102,6 +109,18 @@ class PeakMemory:
             self.peak = max(self.peak, rss_mb() - self.base)
 
 
+class BackboneForward(torch.nn.Module):
+    """The bare dual encoder's two feature calls as one module, so it compiles like ReT-2 does."""
+
+    def __init__(self, backbone: torch.nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, pixels: torch.Tensor):
+        return (self.backbone.get_text_features(input_ids=ids, attention_mask=mask),
+                self.backbone.get_image_features(pixel_values=pixels))
+
+
 def build_inputs(batch: int, text_tokens: int, image_size: int, vocab: int, device, dtype, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, vocab - 2, (batch, text_tokens), generator=g)
@@ -123,6 +142,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--reference-hidden", type=int, default=1024,
                         help="width of the reference cell (default: ReT-1's 1024)")
+    parser.add_argument("--compile", choices=["default", "reduce-overhead", "max-autotune"],
+                        help="also time the backbone and ReT-2 compiled with this torch.compile mode")
+    parser.add_argument("--variants", nargs="*", choices=["ret2-all-layers", "reference", "ret-late-interaction"],
+                        default=["ret2-all-layers", "reference", "ret-late-interaction"],
+                        help="the optional eager variants to run besides backbone and ret2")
     parser.add_argument("--json", help="write results here")
     args = parser.parse_args(argv)
 
@@ -142,17 +166,18 @@ def main(argv=None) -> int:
     n_layers = backbone_config.text_config.num_hidden_layers
     n_vision = backbone_config.vision_config.num_hidden_layers
     all_vision = [round(i * (n_vision - 1) / (n_layers - 1)) for i in range(n_layers)]  # one per text layer
-    models = {
-        "ret2": ReT2Model(ReT2Config(backbone_config=backbone_config)),
-        "ret2-all-layers": ReT2Model(ReT2Config(backbone_config=backbone_config, text_layers=list(range(n_layers)),
-                                                vision_layers=all_vision)),
-        f"ret2-hidden{args.reference_hidden}": ReT2Model(
-            ReT2Config(backbone_config=backbone_config, hidden_size=args.reference_hidden)),
-        "ret-late-interaction": ReT2Model(ReT2Config(
+    models = {"ret2": ReT2Model(ReT2Config(backbone_config=backbone_config))}
+    if "ret2-all-layers" in args.variants:
+        models["ret2-all-layers"] = ReT2Model(ReT2Config(backbone_config=backbone_config,
+                                                         text_layers=list(range(n_layers)), vision_layers=all_vision))
+    if "reference" in args.variants:
+        models[f"ret2-hidden{args.reference_hidden}"] = ReT2Model(
+            ReT2Config(backbone_config=backbone_config, hidden_size=args.reference_hidden))
+    if "ret-late-interaction" in args.variants:  # the released ReT-1 layout: all layers, 1024 wide, 32 x 128
+        models["ret-late-interaction"] = ReT2Model(ReT2Config(
             backbone_config=backbone_config, text_layers=list(range(n_layers)), vision_layers=all_vision,
             hidden_size=args.reference_hidden, embedding_dim=128, late_interaction=True,
-            share_query_passage_models=False)),
-    }
+            share_query_passage_models=False))
     for model in models.values():
         model.load_backbone_weights(backbone)  # identical towers everywhere
         model.to(device=device, dtype=dtype).eval()
@@ -168,6 +193,13 @@ def main(argv=None) -> int:
         return lambda: model(input_ids=ids, attention_mask=mask, pixel_values=pixels, side="document")
 
     variants = {"backbone": run_backbone, **{name: runner(m) for name, m in models.items()}}
+    if args.compile:
+        mode = None if args.compile == "default" else args.compile
+        compiled_backbone = torch.compile(BackboneForward(backbone), mode=mode)
+        compiled_ret2 = torch.compile(models["ret2"], mode=mode)
+        variants["backbone+compile"] = lambda: compiled_backbone(ids, mask, pixels)
+        variants["ret2+compile"] = runner(compiled_ret2)
+    baseline_of = {name: "backbone+compile" if name.endswith("+compile") else "backbone" for name in variants}
 
     def timed(fn) -> float:
         if device.type == "cuda":
@@ -180,8 +212,16 @@ def main(argv=None) -> int:
 
     times = {name: [] for name in variants}
     peaks = {}
+    compile_s = {}
     with torch.inference_mode():
         for name, fn in variants.items():  # warm-up, and the memory high-water mark of one forward
+            if name.endswith("+compile"):  # the first calls compile (and record CUDA graphs)
+                start = time.perf_counter()
+                for _ in range(3):
+                    fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                compile_s[name] = round(time.perf_counter() - start, 1)
             with PeakMemory(device) as mem:
                 fn()
             peaks[name] = mem.peak
@@ -194,26 +234,33 @@ def main(argv=None) -> int:
 
     median = {name: statistics.median(ts) for name, ts in times.items()}
     base = median["backbone"]
-    ratio = {name: median[name] / base for name in variants}
+    # Like with like: a compiled variant against the compiled backbone, an eager one against the eager.
+    ratio = {name: median[name] / median[baseline_of[name]] for name in variants}
     params = {"backbone": sum(p.numel() for p in backbone.parameters())}
     params.update({name: sum(p.numel() for p in m.parameters()) for name, m in models.items()})
+    params["backbone+compile"], params["ret2+compile"] = params["backbone"], params["ret2"]
     rows = [
         {"variant": name, "ms": round(median[name], 1), "ratio": round(ratio[name], 3),
          "peak_mem_mb": round(peaks[name], 1), "params_m": round(params[name] / 1e6, 1),
-         "steps": models[name].config.num_steps if name in models else None}
+         "steps": models[name.removesuffix("+compile")].config.num_steps
+         if name.removesuffix("+compile") in models else None}
         for name in variants
     ]
     result = {
         "backbone_ms": round(base, 1),
         "ret2_ms": round(median["ret2"], 1),
         "ratio": round(ratio["ret2"], 3),
-        "all_layers_ratio": round(ratio["ret2-all-layers"], 3),
-        "late_interaction_ratio": round(ratio["ret-late-interaction"], 3),
+        "all_layers_ratio": round(ratio["ret2-all-layers"], 3) if "ret2-all-layers" in ratio else None,
+        "late_interaction_ratio": round(ratio["ret-late-interaction"], 3) if "ret-late-interaction" in ratio else None,
         "peak_mem_mb": round(peaks["ret2"], 1),
         "backbone_peak_mem_mb": round(peaks["backbone"], 1),
+        "compiled_ratio": round(ratio["ret2+compile"], 3) if args.compile else None,
+        "compiled_backbone_ms": round(median["backbone+compile"], 1) if args.compile else None,
+        "compiled_ret2_ms": round(median["ret2+compile"], 1) if args.compile else None,
+        "compile_s": compile_s,
         "setting": {"backbone": f"{args.backbone} (random weights)", "batch_size": args.batch_size,
                     "text_tokens": args.text_tokens, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
-                    "threads": torch.get_num_threads(), "rounds": args.rounds,
+                    "threads": torch.get_num_threads(), "rounds": args.rounds, "compile": args.compile,
                     "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                                  "python": platform.python_version()},
                     "machine": {"cpus": os.cpu_count(), "arch": platform.machine(),
@@ -225,6 +272,8 @@ def main(argv=None) -> int:
         "rounds_ms": {name: [round(t, 1) for t in ts] for name, ts in times.items()},
     }
     header = f"{'variant':<20} {'steps':>5} {'ms/batch':>9} {'x backbone':>10} {'peak MB':>8} {'params M':>8}"
+    if args.compile:
+        print("(a +compile variant's ratio is to backbone+compile: like with like)")
     print(f"{args.backbone}: {args.batch_size} image+text items, {args.text_tokens} text tokens, {device} {dtype}, "
           f"{torch.get_num_threads()} threads, medians of {args.rounds} rounds in shuffled order")
     print(header)

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 from generator.config import GeneratorConfig
 from ret2vqa.errors import ConfigError
 from ret2vqa.hub import is_tiny_model, tiny_model
-from retriever.loading import EncoderConfig, load_encoder
+from retriever.loading import EncoderConfig, apply_run_options, load_encoder
 
 from .config import PipelineConfig
 from .store import CollectionMetadata, VectorStore, check_compatible, open_shared, open_store
@@ -44,7 +44,7 @@ def build_encoder(config: EncoderConfig, device: Any = None) -> Any:
         device = device if device is not None else (config.device or "cpu")
         if config.type == "dual_encoder":
             return tiny_models.build_tiny_dual_encoder(family, seed=seed, device=device)
-        return tiny_models.build_tiny_encoder(family, seed=seed, device=device)
+        return apply_run_options(tiny_models.build_tiny_encoder(family, seed=seed, device=device), config)
     return load_encoder(config, device=device)
 
 

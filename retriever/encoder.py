@@ -15,7 +15,8 @@ import hashlib
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -68,6 +69,45 @@ class BaseEncoder:
         self.image_workers = max(1, int(image_workers))
         self._fingerprint: str | None = None
         self._source_dir: Path | None = None
+        #: What runs a batch: the model itself, or its compiled form (:meth:`compile`).
+        self._forward: Callable[..., Any] = self.model
+        self.compiled: str | None = None
+
+    #: Images are resized to about this side by the model's processor, so document image files
+    #: (indexing: many large photos) are decoded no larger (see :func:`ret2vqa.images.load_image`);
+    #: ``None``: full size. Queries are always decoded at full size, so a question's vector is the
+    #: same whether its image arrives as a path (``ask``), as bytes (``serve``) or as a PIL image.
+    image_decode_size: int | None = None
+
+    # ------------------------------------------------------------------ compilation
+    def compile(self, mode: str | bool = True, backend: str = "inductor") -> "BaseEncoder":
+        """Run batches through ``torch.compile(model)``; returns ``self``.
+
+        ``mode``: ``True`` / ``"default"`` (fused kernels), ``"reduce-overhead"`` (also
+        CUDA graphs: the launch overhead of the cell's small kernels goes away, worth it
+        at small and medium batches on a GPU), ``"max-autotune"``. The first batch of each
+        new shape compiles (seconds to a minute); texts are then padded to
+        ``max_text_length`` so that batches share shapes. ``False`` undoes it. The weights
+        are shared with :attr:`model`, so saving and the fingerprint are unaffected.
+        """
+        if mode is False or mode in ("off", "none"):
+            self._forward, self.compiled = self.model, None
+            return self
+        mode_name = "default" if mode is True else str(mode)
+        self._forward = torch.compile(self.model, mode=None if mode_name == "default" else mode_name,
+                                      backend=backend)
+        self.compiled = mode_name
+        return self
+
+    def _to_device(self, batch: Any) -> Any:
+        """Move a processed batch to the device; on CUDA without blocking (from pinned memory,
+        see ``_prepare``), so the copy does not wait for the previous batch's kernels."""
+        if self.device.type != "cuda":
+            return batch.to(self.device)
+        for key, value in list(batch.items()):
+            if torch.is_tensor(value):
+                batch[key] = value.to(self.device, non_blocking=True)
+        return batch
 
     # ------------------------------------------------------------------ identity
     @property
@@ -193,21 +233,47 @@ class BaseEncoder:
         # Length bucketing: similar items share a batch, so padding (and wasted compute) is small.
         order = sorted(range(len(items)), key=lambda i: (items[i].has_image, len(items[i].text or "")))
         bar = tqdm(total=len(items), desc="encoding", unit="item", disable=not show_progress, smoothing=0.05)
-        with ThreadPoolExecutor(max_workers=self.image_workers) as pool:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                texts = [items[i].text if items[i].has_text else None for i in idx]
-                images = list(pool.map(lambda i: self._load(items[i], i, on_bad_image), idx))
-                out[idx] = self._encode_batch(texts, images, side)
-                bar.update(len(idx))
+
+        decode_size = self.image_decode_size if side == "document" else None
+
+        def prepare(idx: list[int]) -> Any:
+            texts = [items[i].text if items[i].has_text else None for i in idx]
+            images = list(pool.map(lambda i: self._load(items[i], i, on_bad_image, decode_size), idx))
+            return self._prepare(texts, images)
+
+        # The next batch is prepared (images decoded in `image_workers` threads, tokenised,
+        # resized, pinned) in a thread while the current one runs on the device.
+        pending: deque[tuple[list[int], Future]] = deque()
+        with ThreadPoolExecutor(max_workers=self.image_workers) as pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode-prepare") as preparer:
+            try:
+                for start in range(0, len(order), batch_size):
+                    idx = order[start : start + batch_size]
+                    pending.append((idx, preparer.submit(prepare, idx)))
+                    while len(pending) > 1 or (pending and start + batch_size >= len(order)):
+                        done_idx, prepared = pending.popleft()
+                        out[done_idx] = self._run(prepared.result(), side)
+                        bar.update(len(done_idx))
+            finally:
+                for _, future in pending:
+                    future.cancel()
         bar.close()
         return out if as_tensor else out.numpy()
 
-    def _load(self, item: RetrievalItem, index: int, on_bad_image: BadImageCallback | None):
+    def _prepare(self, texts: list[str | None], images: list[Any]) -> Any:
+        """The host-side part of a batch (runs in a worker thread); by default nothing is done ahead."""
+        return texts, images
+
+    def _run(self, prepared: Any, side: str = "document") -> torch.Tensor:
+        """The device part of a batch prepared by :meth:`_prepare`, on ``side``; float32 CPU vectors."""
+        return self._encode_batch(*prepared, side)
+
+    def _load(self, item: RetrievalItem, index: int, on_bad_image: BadImageCallback | None,
+              decode_size: int | None = None):
         if not item.has_image:
             return None
         try:
-            return load_image(item.image, index)
+            return load_image(item.image, index, decode_size)
         except ItemError as exc:
             if on_bad_image is None or not item.has_text:
                 raise
@@ -242,6 +308,7 @@ class ReT2Encoder(BaseEncoder):
     ):
         super().__init__(model, name_or_path or "ret2", revision, device, dtype, image_workers)
         self.processor = processor
+        self.image_decode_size = processor.decode_size
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -315,13 +382,24 @@ class ReT2Encoder(BaseEncoder):
     def default_instruction(self) -> str:
         return self.model.config.query_instruction or ""
 
+    def _prepare(self, texts: list[str | None], images: list[Any]) -> Any:
+        batch = self.processor(texts, images, pad_to_max_length=self.compiled is not None)
+        if self.device.type == "cuda":  # page-locked: the copy to the GPU can then overlap compute
+            for key, value in list(batch.items()):
+                if torch.is_tensor(value):
+                    batch[key] = value.pin_memory()
+        return batch
+
     @torch.inference_mode()
-    def _encode_batch(self, texts: list[str | None], images: list[Any], side: str = "document") -> torch.Tensor:
-        batch = self.processor(texts, images).to(self.device)
+    def _run(self, prepared: Any, side: str = "document") -> torch.Tensor:
+        batch = self._to_device(prepared)
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
-        embeddings = self.model(**batch, side=side).embeddings
+        embeddings = self._forward(**batch, side=side).embeddings
         return embeddings.float().cpu()
+
+    def _encode_batch(self, texts: list[str | None], images: list[Any], side: str = "document") -> torch.Tensor:
+        return self._run(self._prepare(texts, images), side)
 
     def __repr__(self) -> str:
         return (f"ReT2Encoder(name_or_path={self.name_or_path!r}, backbone={self.model.spec.name}, "

@@ -21,6 +21,9 @@ from typing import Any, Literal, Mapping, Optional
 from ret2vqa.config import ConfigError, at_least
 from ret2vqa.hub import TINY_PREFIX
 
+#: The values of ``encoder.compile``.
+COMPILE_MODES = (False, True, "reduce-overhead", "max-autotune")
+
 
 @dataclass
 class EncoderConfig:
@@ -36,6 +39,11 @@ class EncoderConfig:
     pass. ``device``: ``cpu``, ``cuda``, ``cuda:N``, or null for the first GPU if any.
     ``dtype``: ``auto`` is bfloat16 on a GPU and float32 on the CPU
     (:mod:`ret2vqa.devices`). ``image_workers``: threads decoding images.
+    ``compile``: run the ReT-2 model through ``torch.compile`` (``false``: eager;
+    ``true``: fused kernels; ``reduce-overhead``: also CUDA graphs, which removes the
+    launch cost of the cell's small kernels on a GPU; ``max-autotune``). Compiling
+    costs seconds to a minute on the first batch of each shape and pays on long
+    indexing runs on a GPU; ``bench/encoder.py --compile`` measures it.
     """
 
     name_or_path: str = ""
@@ -45,12 +53,17 @@ class EncoderConfig:
     device: Optional[str] = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     image_workers: int = 4
+    compile: Literal[False, True, "reduce-overhead", "max-autotune"] = False
 
     def __post_init__(self) -> None:
         if self.name_or_path == "tiny":
             raise ConfigError(f"'tiny' is spelled '{TINY_PREFIX}clip' (or siglip, siglip2), with the seed as "
                               f"revision (e.g. seed0)", "name_or_path")
         at_least(self, 1, "batch_size", "image_workers")
+        if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
+            raise ConfigError(f"must be one of {list(COMPILE_MODES)}, got {self.compile!r}", "compile")
+        if self.compile is not False and self.type == "dual_encoder":
+            raise ConfigError("applies to ReT-2 encoders (type: ret2); the dual encoder runs eagerly", "compile")
 
     @property
     def given(self) -> bool:
@@ -73,7 +86,8 @@ class EncoderConfig:
         else:
             name, revision = spec["name_or_path"], spec.get("revision")
         return cls(name_or_path=name, type=spec.get("type", "ret2"), revision=revision, batch_size=base.batch_size,
-                   device=base.device, dtype=base.dtype, image_workers=base.image_workers)
+                   device=base.device, dtype=base.dtype, image_workers=base.image_workers,
+                   compile=base.compile if spec.get("type", "ret2") == "ret2" else False)
 
 
 def load_encoder(config: EncoderConfig, device: Any = None) -> Any:
@@ -93,4 +107,11 @@ def load_encoder(config: EncoderConfig, device: Any = None) -> Any:
         return DualEncoder.from_pretrained(config.name_or_path, **kwargs)
     from .encoder import ReT2Encoder
 
-    return ReT2Encoder.from_pretrained(config.name_or_path, **kwargs)
+    return apply_run_options(ReT2Encoder.from_pretrained(config.name_or_path, **kwargs), config)
+
+
+def apply_run_options(encoder: Any, config: EncoderConfig) -> Any:
+    """The run-time choices of ``config`` that apply to a built encoder (compilation); returns it."""
+    if config.compile is not False:
+        encoder.compile(config.compile)
+    return encoder

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -67,14 +68,23 @@ def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
 
 
 #: Where the tapped blocks' hooks put their outputs during one tower forward (None: not tapping).
-_TAPPED_OUTPUTS: ContextVar[dict[nn.Module, torch.Tensor] | None] = ContextVar("ret2_tapped_outputs", default=None)
+_TAPPED_OUTPUTS: ContextVar[dict[int, torch.Tensor] | None] = ContextVar("ret2_tapped_outputs", default=None)
 
 
-def _record_tapped_output(module: nn.Module, args: Any, output: Any) -> None:
-    """Forward hook on a tapped block: record its output for the forward that is tapping."""
-    store = _TAPPED_OUTPUTS.get()
+class _CompiledTap:
+    """The store of the forward being traced by ``torch.compile``, which cannot trace a
+    ``ContextVar``: a plain attribute then, set and cleared inside the traced forward."""
+
+    store: dict[int, torch.Tensor] | None = None
+
+
+def _record_tapped_output(layer: int, module: nn.Module, args: Any, output: Any) -> None:
+    """Forward hook on tapped block ``layer``: record its output for the forward that is tapping."""
+    # The compiled forward's store first: a graph break inside the tower (SigLIP 2's shape
+    # checks) runs some blocks eagerly, and they must record into the same store.
+    store = _CompiledTap.store if _CompiledTap.store is not None else _TAPPED_OUTPUTS.get()
     if store is not None:
-        store[module] = output[0] if isinstance(output, tuple) else output
+        store[layer] = output[0] if isinstance(output, tuple) else output
 
 
 @dataclass
@@ -82,12 +92,60 @@ class ModalityTokens:
     """One modality's adapted tokens at one step, for the items that have that modality.
 
     ``rows`` indexes those items in the batch (``None``: every item); ``key_padding_mask``
-    is ``True`` at padded positions.
+    is ``True`` at padded positions. Which items have a modality is decided once per
+    batch, on the host, from plain Python data (:class:`Presence`), never by reading a
+    tensor back inside the forward.
     """
 
     tokens: torch.Tensor
     key_padding_mask: torch.Tensor | None
     rows: torch.Tensor | None
+
+
+#: How many items of a batch have a modality: every one, some, or none.
+ALL, SOME, NONE = "all", "some", "none"
+PRESENCE_VALUES = (ALL, SOME, NONE)
+
+
+def presence_of(flags: "list[bool] | tuple[bool, ...]") -> str:
+    """``"all"``, ``"some"`` or ``"none"`` for one modality's per-item flags (plain Python)."""
+    count = sum(1 for f in flags if f)
+    return ALL if count == len(flags) else NONE if count == 0 else SOME
+
+
+@dataclass
+class Presence:
+    """Which items have text and which an image, resolved once per batch on the host.
+
+    ``text`` / ``image`` are ``"all"``, ``"some"`` or ``"none"``; ``text_rows`` /
+    ``image_rows`` index the items that have the modality when only some do.
+    Everything the forward branches on is plain Python data, so it never waits for
+    the device (no ``.item()``, ``.all()`` or ``nonzero``) and ``torch.compile``
+    captures it in one graph per presence pattern.
+    """
+
+    text: str
+    image: str
+    text_rows: torch.Tensor | None = None
+    image_rows: torch.Tensor | None = None
+
+    @classmethod
+    def from_masks(cls, text_mask: torch.Tensor, image_mask: torch.Tensor) -> "Presence":
+        """The fallback for callers that give only 0/1 mask tensors: one host read of both masks."""
+        both = torch.stack([text_mask.detach(), image_mask.detach()]).to("cpu") > 0
+        text_flags, image_flags = both.tolist()
+        if not all(t or i for t, i in zip(text_flags, image_flags)):
+            raise ValueError("every item needs text, an image, or both (found one with neither)")
+        device = text_mask.device
+        return cls(presence_of(text_flags), presence_of(image_flags),
+                   _rows_tensor(text_flags, device), _rows_tensor(image_flags, device))
+
+
+def _rows_tensor(flags: list[bool], device: torch.device) -> torch.Tensor | None:
+    """The indices of the flagged items when only some are flagged (else ``None``)."""
+    if presence_of(flags) != SOME:
+        return None
+    return torch.tensor([i for i, f in enumerate(flags) if f], dtype=torch.long, device=device)
 
 
 class ReT2Cell(nn.Module):
@@ -164,26 +222,35 @@ class ReT2Cell(nn.Module):
         return attn.out_proj(attended.transpose(1, 2).reshape(batch, -1, d))
 
     @staticmethod
-    def _scatter(
-        values: torch.Tensor | None, kv: ModalityTokens | None, like: torch.Tensor
-    ) -> torch.Tensor | None:
-        """Place the rows that have a modality back into the full batch (zeros elsewhere)."""
+    def _scatter(values: torch.Tensor | None, kv: ModalityTokens | None, batch: int) -> torch.Tensor | None:
+        """Place the rows that have a modality back into the full batch (zeros elsewhere).
+
+        The zeros take the dtype of ``values``: under autocast the attention output is
+        bfloat16 while the residual stream stays float32, and ``index_copy`` needs both
+        sides in one dtype.
+        """
         if values is None or kv.rows is None:
             return values
-        return torch.zeros_like(like).index_copy(0, kv.rows, values)
+        return values.new_zeros((batch, *values.shape[1:])).index_copy(0, kv.rows, values)
 
     def forward(
         self,
         state: torch.Tensor,
         text: ModalityTokens | None,
         vision: ModalityTokens | None,
-        text_mask: torch.Tensor,
-        image_mask: torch.Tensor,
+        text_mask: torch.Tensor | None = None,
+        image_mask: torch.Tensor | None = None,
         shared_state: bool = False,
     ) -> torch.Tensor:
         """One step. ``shared_state``: every row of ``state`` is the same (the initial
         state), so the state-only part (self-attention, query projections) is computed
-        once and broadcast."""
+        once and broadcast.
+
+        A modality whose tokens are ``None`` is absent from every item and skipped. A
+        mask (one 0/1 per item) switches that modality's gates off where it is 0;
+        ``None`` means every item that reaches the cell with tokens has it (no multiply).
+        Nothing here reads a tensor back to the host.
+        """
         batch = state.shape[0]
         if shared_state:
             state = state[:1]
@@ -197,8 +264,8 @@ class ReT2Cell(nn.Module):
         if shared_state:
             residual = residual.expand(batch, -1, -1)
 
-        t = self._scatter(self._cross(self.text_xa, self.text_ln, text_queries, text), text, residual)
-        v = self._scatter(self._cross(self.vision_xa, self.vision_ln, vision_queries, vision), vision, residual)
+        t = self._scatter(self._cross(self.text_xa, self.text_ln, text_queries, text), text, batch)
+        v = self._scatter(self._cross(self.vision_xa, self.vision_ln, vision_queries, vision), vision, batch)
 
         # Gates, one modality at a time. A modality no item has contributes exactly
         # nothing (its gates and forget term are multiplied by 0), so it is skipped; a
@@ -207,29 +274,43 @@ class ReT2Cell(nn.Module):
         # ride on the linear biases, and the in-place steps only touch fresh outputs whose
         # values no backward needs (a Linear's output, a product, a sum), so they are
         # autograd-safe: fewer batch-sized temporaries, which is measurable on CPU.
+        # Under autocast the gate terms come out in bfloat16 while the residual stream is
+        # float32: the steps that meet the residual are then done out of place, so the
+        # state keeps the wider dtype (an in-place add would round it to bfloat16).
         new_state: torch.Tensor | None = None
         forget_logits: torch.Tensor | None = None
-        for candidate, tokens, mask, input_gate_w, forget_gate_w in (
-            (t, text, text_mask, self.text_input_gate_w, self.text_forget_gate_w),
-            (v, vision, image_mask, self.vision_input_gate_w, self.vision_forget_gate_w),
+        for candidate, mask, input_gate_w, forget_gate_w in (
+            (t, text_mask, self.text_input_gate_w, self.text_forget_gate_w),
+            (v, image_mask, self.vision_input_gate_w, self.vision_forget_gate_w),
         ):
-            present = mask > 0
-            if tokens is None or not bool(present.any()):
+            if candidate is None:
                 continue
             input_gate = F.linear(candidate, input_gate_w.weight, input_gate_w.bias + self.input_gate_bias_prior)
             input_gate = input_gate.sigmoid_()
             forget_term = forget_gate_w(candidate)
-            if not bool(present.all()):
-                row_mask = mask.to(candidate.dtype)[:, None, None]
+            if mask is not None:
+                row_mask = mask.to(input_gate.dtype)[:, None, None]
                 input_gate, forget_term = input_gate * row_mask, forget_term * row_mask
-            forget_logits = forget_term if forget_logits is None else forget_logits.add_(forget_term)
+            forget_logits = forget_term if forget_logits is None else _add(forget_logits, forget_term)
             update = self.state_act(candidate) * input_gate
-            new_state = update if new_state is None else new_state.add_(update)
-        if forget_logits is None:
+            new_state = update if new_state is None else _add(new_state, update)
+        if forget_logits is None or new_state is None:
             raise ValueError("ReT2Cell: every item needs text, an image, or both (this step got neither)")
         forget_gate = forget_logits.add_(self.forget_gate_bias_prior).sigmoid_()
-        new_state = new_state.addcmul_(self.state_act(residual), forget_gate)
-        return self.mlp(self.mlp_ln(new_state)).add_(new_state)
+        kept = self.state_act(residual)
+        if new_state.dtype == torch.promote_types(new_state.dtype, kept.dtype):
+            new_state = new_state.addcmul_(kept, forget_gate)
+        else:
+            new_state = torch.addcmul(new_state, kept, forget_gate)
+        return _add(self.mlp(self.mlp_ln(new_state)), new_state)
+
+
+def _add(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``fresh + other``, in place when that keeps the promoted dtype (``fresh`` is a
+    temporary no backward needs); out of place when ``other`` is wider (autocast)."""
+    if fresh.dtype == torch.promote_types(fresh.dtype, other.dtype):
+        return fresh.add_(other)
+    return fresh + other
 
 
 @dataclass
@@ -293,7 +374,7 @@ class ReT2Model(ReT2PreTrainedModel):
             prune_tower(self.vision_model, max(config.vision_layers) + 1)
         for tower, layers in ((self.text_model, config.text_layers), (self.vision_model, config.vision_layers)):
             for layer in sorted(set(layers)):
-                tower.encoder.layers[layer].register_forward_hook(_record_tapped_output)
+                tower.encoder.layers[layer].register_forward_hook(partial(_record_tapped_output, layer))
         d = config.hidden_size
         text_width = spec.text_width(config.backbone_config)
         vision_width = spec.vision_width(config.backbone_config)
@@ -372,14 +453,20 @@ class ReT2Model(ReT2PreTrainedModel):
         tensors. The hook only stores references: activation checkpointing recomputes
         nothing extra.
         """
-        store: dict[nn.Module, torch.Tensor] = {}
-        token = _TAPPED_OUTPUTS.set(store)
-        try:
-            tower(**inputs)
-        finally:
-            _TAPPED_OUTPUTS.reset(token)
-        blocks = tower.encoder.layers
-        return [store[blocks[layer]] for layer in layers]
+        store: dict[int, torch.Tensor] = {}
+        if torch.compiler.is_compiling():  # traced once into the graph: no other forward can interleave
+            _CompiledTap.store = store
+            try:
+                tower(**inputs)
+            finally:
+                _CompiledTap.store = None
+        else:
+            token = _TAPPED_OUTPUTS.set(store)
+            try:
+                tower(**inputs)
+            finally:
+                _TAPPED_OUTPUTS.reset(token)
+        return [store[layer] for layer in layers]
 
     def side_modules(self, side: str) -> tuple[nn.ModuleList, nn.ModuleList, ReT2Cell, nn.Linear]:
         """``(text_adapter, vision_adapter, ret_cell, late_proj)`` of ``side`` (``"query"`` or ``"document"``).
@@ -424,16 +511,6 @@ class ReT2Model(ReT2PreTrainedModel):
         adapters = self.vision_adapter if adapters is None else adapters
         return [ModalityTokens(adapter(h), key_padding, rows) for adapter, h in zip(adapters, hidden)]
 
-    @staticmethod
-    def _rows(mask: torch.Tensor) -> torch.Tensor | None | bool:
-        """``None`` if every item has the modality, ``False`` if none has it, else the indices."""
-        present = mask > 0
-        if bool(present.all()):
-            return None
-        if not bool(present.any()):
-            return False
-        return present.nonzero(as_tuple=True)[0]
-
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -443,6 +520,10 @@ class ReT2Model(ReT2PreTrainedModel):
         image_mask: torch.Tensor | None = None,
         return_state: bool = False,
         side: str = "query",
+        text_presence: str | None = None,
+        image_presence: str | None = None,
+        text_rows: torch.Tensor | None = None,
+        image_rows: torch.Tensor | None = None,
         **vision_kwargs: torch.Tensor,
     ) -> ReT2Output:
         """Embed a batch. ``text_mask`` / ``image_mask`` (one 0/1 per item) switch a modality off.
@@ -454,8 +535,20 @@ class ReT2Model(ReT2PreTrainedModel):
         a separate document side); ``"query+document"``: the first half of the batch are
         queries, the second half their documents (training: one call, so a distributed
         wrapper sees one forward per step).
+
+        ``text_presence`` / ``image_presence`` (``"all"``, ``"some"``, ``"none"``) with
+        ``text_rows`` / ``image_rows`` (the indices of the items that have the modality,
+        when only some do) say the same as the masks as plain Python data: the processor
+        passes them, so the forward never waits for the device and compiles without
+        graph breaks. Without them they are read once from the masks (one host sync).
         """
         if side == PAIRED_SIDES:
+            # Training: split the batch in halves, each with explicit masks (its presence is read from
+            # them, one host read per half), since row indices of the whole batch do not split.
+            if text_presence is not None:
+                like = input_ids if input_ids is not None else pixel_values
+                text_mask = _presence_mask(text_presence, text_mask, text_rows, like.shape[0], like.device)
+                image_mask = _presence_mask(image_presence, image_mask, image_rows, like.shape[0], like.device)
             halves = [{k: v.chunk(2, dim=0)[i] if torch.is_tensor(v) else v for k, v in dict(
                 input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values, text_mask=text_mask,
                 image_mask=image_mask, **vision_kwargs).items()} for i in (0, 1)]
@@ -465,32 +558,24 @@ class ReT2Model(ReT2PreTrainedModel):
         text_adapter, vision_adapter, ret_cell, late_proj = self.side_modules(side)
         if input_ids is None and pixel_values is None:
             raise ValueError("ReT2Model.forward needs input_ids, pixel_values, or both")
+        presence = self._presence(input_ids, pixel_values, text_mask, image_mask, text_presence, image_presence,
+                                  text_rows, image_rows)
         batch = input_ids.shape[0] if input_ids is not None else pixel_values.shape[0]
         device = self.ret_cell.query_hidden_states.device
-        if text_mask is None:
-            text_mask = torch.full((batch,), 1.0 if input_ids is not None else 0.0, device=device)
-        if image_mask is None:
-            image_mask = torch.full((batch,), 1.0 if pixel_values is not None else 0.0, device=device)
-        # Masks are 0/1 per item (anything > 0 counts as present).
-        text_mask = (text_mask.to(device) > 0).to(torch.float32)
-        image_mask = (image_mask.to(device) > 0).to(torch.float32)
-        if input_ids is None and bool((text_mask > 0).any()):
-            raise ValueError("text_mask marks items with text but no input_ids were given")
-        if pixel_values is None and bool((image_mask > 0).any()):
-            raise ValueError("image_mask marks items with an image but no pixel_values were given")
-        if not bool(((text_mask > 0) | (image_mask > 0)).all()):
-            raise ValueError("every item needs text, an image, or both (found one with neither)")
+        # A mask is needed by the gates only when some items lack the modality.
+        gate_text_mask = _gate_mask(text_mask, presence.text_rows, batch, device) if presence.text == SOME else None
+        gate_image_mask = (
+            _gate_mask(image_mask, presence.image_rows, batch, device) if presence.image == SOME else None
+        )
 
-        text_rows = self._rows(text_mask)
-        image_rows = self._rows(image_mask)
         text_steps = (
-            self._text_tokens(input_ids, attention_mask, text_rows, text_adapter) if text_rows is not False else None
+            self._text_tokens(input_ids, attention_mask, presence.text_rows, text_adapter)
+            if presence.text != NONE else None
         )
         extra = {k: v for k, v in vision_kwargs.items() if k in self.spec.extra_vision_inputs and v is not None}
         vision_steps = (
-            self._vision_tokens(pixel_values.to(self.dtype), extra, image_rows, vision_adapter)
-            if image_rows is not False
-            else None
+            self._vision_tokens(pixel_values.to(self.dtype), extra, presence.image_rows, vision_adapter)
+            if presence.image != NONE else None
         )
 
         state = ret_cell.initial_state(batch)
@@ -499,8 +584,8 @@ class ReT2Model(ReT2PreTrainedModel):
                 state,
                 text_steps[step] if text_steps is not None else None,
                 vision_steps[step] if vision_steps is not None else None,
-                text_mask,
-                image_mask,
+                gate_text_mask,
+                gate_image_mask,
                 shared_state=step == 0 and not self.training,
             )
         if self.config.late_interaction:  # one vector per state token, each normalised (MaxSim)
@@ -508,6 +593,75 @@ class ReT2Model(ReT2PreTrainedModel):
         else:  # the pooled head: late_proj(mean(H))
             embeddings = F.normalize(late_proj(state.mean(dim=1)), p=2, dim=-1)
         return ReT2Output(embeddings=embeddings, state=state if return_state else None)
+
+    def _presence(
+        self,
+        input_ids: torch.Tensor | None,
+        pixel_values: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+        image_mask: torch.Tensor | None,
+        text_presence: str | None,
+        image_presence: str | None,
+        text_rows: torch.Tensor | None,
+        image_rows: torch.Tensor | None,
+    ) -> Presence:
+        """Which items have which modality, checked against the inputs given (host-side only)."""
+        device = self.ret_cell.query_hidden_states.device
+        if text_presence is None or image_presence is None:
+            if text_presence is not None or image_presence is not None:
+                raise ValueError("give both text_presence and image_presence, or neither")
+            batch = input_ids.shape[0] if input_ids is not None else pixel_values.shape[0]
+            if text_mask is None and image_mask is None:  # the inputs given say it all: no mask to read
+                presence = Presence(ALL if input_ids is not None else NONE, ALL if pixel_values is not None else NONE)
+            else:
+                text_mask = _float_mask(text_mask, device, batch, input_ids is not None)
+                image_mask = _float_mask(image_mask, device, batch, pixel_values is not None)
+                presence = Presence.from_masks(text_mask, image_mask)
+        else:
+            for name, value in (("text_presence", text_presence), ("image_presence", image_presence)):
+                if value not in PRESENCE_VALUES:
+                    raise ValueError(f"{name} must be one of {PRESENCE_VALUES}, got {value!r}")
+            for name, value, rows in (("text", text_presence, text_rows), ("image", image_presence, image_rows)):
+                if (value == SOME) != (rows is not None):
+                    raise ValueError(f"{name}_rows is required exactly when {name}_presence is 'some'")
+            presence = Presence(text_presence, image_presence,
+                                None if text_rows is None else text_rows.to(device, non_blocking=True),
+                                None if image_rows is None else image_rows.to(device, non_blocking=True))
+        if input_ids is None and presence.text != NONE:
+            raise ValueError("text_mask marks items with text but no input_ids were given")
+        if pixel_values is None and presence.image != NONE:
+            raise ValueError("image_mask marks items with an image but no pixel_values were given")
+        if presence.text == NONE and presence.image == NONE:
+            raise ValueError("every item needs text, an image, or both (found one with neither)")
+        if SOME in (presence.text, presence.image) and ALL not in (presence.text, presence.image):
+            if presence.text != SOME or presence.image != SOME:
+                raise ValueError("every item needs text, an image, or both (found one with neither)")
+        return presence
+
+
+def _presence_mask(presence: str, mask: torch.Tensor | None, rows: torch.Tensor | None, batch: int,
+                   device: torch.device) -> torch.Tensor:
+    """The 0/1 mask a presence value stands for (``mask`` itself when given)."""
+    if mask is not None:
+        return mask
+    if presence == SOME:
+        return torch.zeros(batch, device=device).index_fill_(0, rows.to(device), 1.0)
+    return torch.full((batch,), 1.0 if presence == ALL else 0.0, device=device)
+
+
+def _gate_mask(mask: torch.Tensor | None, rows: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    """The 0/1 gate mask of a modality only some items have: the given mask, else built from the rows."""
+    if mask is not None:
+        return _float_mask(mask, device)
+    return torch.zeros(batch, device=device).index_fill_(0, rows, 1.0)
+
+
+def _float_mask(mask: torch.Tensor | None, device: torch.device, batch: int | None = None,
+                default: bool = True) -> torch.Tensor:
+    """A 0/1 float mask on ``device`` (anything > 0 counts as present); ``None``: all ``default``."""
+    if mask is None:
+        return torch.full((batch,), 1.0 if default else 0.0, device=device)
+    return (mask.to(device) > 0).to(torch.float32)
 
 
 def enable_activation_checkpointing(model: PreTrainedModel) -> None:

@@ -2,13 +2,16 @@
 
 An item is a query or a document: text, image, or both. :class:`ReT2Processor` pairs
 the backbone's tokenizer and image processor and builds one padded batch with a
-``text_mask`` / ``image_mask`` per item. A missing modality gets a cheap placeholder
+``text_mask`` / ``image_mask`` per item, and the same presence as plain Python data
+(``text_presence`` / ``image_presence``: ``"all"``, ``"some"`` or ``"none"``, with
+``text_rows`` / ``image_rows`` when only some items have it) for a forward without host syncs. A missing modality gets a cheap placeholder
 row (the empty string, or zeros for pixels) that the model never looks at.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, BatchEncoding
 from ret2vqa.errors import ConfigError, InputError
 
 from .backbones import BackboneSpec, backbone_spec
+from .modeling_ret2 import presence_of
 
 ImageLike = Union[Image.Image, str, os.PathLike, None]
 PROCESSOR_FILE = "ret2_processor.json"
@@ -68,14 +72,37 @@ class RetrievalItem:
         return self.image is not None and self.image != ""
 
 
-def load_image(image: ImageLike, index: int) -> Image.Image:
-    """Open ``image`` (PIL image, path or URL) as RGB; a missing or unreadable one raises :class:`ItemError`."""
+def load_image(image: ImageLike, index: int, min_size: int | None = None) -> Image.Image:
+    """Open ``image`` (PIL image, path or URL) as RGB; a missing or unreadable one raises :class:`ItemError`.
+
+    ``min_size``: decode a JPEG file at a reduced scale that keeps both sides >= this
+    (see :func:`ret2vqa.images.load_image`)."""
     from ret2vqa.images import load_image as open_image
 
     try:
-        return open_image(image)
+        return open_image(image, min_size)
     except (FileNotFoundError, ValueError, TypeError) as exc:
         raise ItemError(index, str(exc)) from exc
+
+
+def image_side(image_processor: Any) -> int | None:
+    """About the side, in pixels, that ``image_processor`` resizes images to (``None``: unknown).
+
+    CLIP: the shortest edge; SigLIP: the larger of height and width; SigLIP 2: the side of
+    a square with its patch budget."""
+    size = getattr(image_processor, "size", None)  # a dict, or transformers 5's SizeDict
+
+    def field(name: str) -> Any:
+        return size.get(name) if isinstance(size, dict) else getattr(size, name, None)
+
+    if field("shortest_edge"):
+        return int(field("shortest_edge"))
+    if field("height") and field("width"):
+        return int(max(field("height"), field("width")))
+    patches, patch = getattr(image_processor, "max_num_patches", None), getattr(image_processor, "patch_size", None)
+    if patches and patch:
+        return int(patch * math.isqrt(int(patches)))
+    return None
 
 
 class ReT2Processor:
@@ -90,6 +117,11 @@ class ReT2Processor:
         self.image_processor = image_processor
         self.spec = backbone_spec(spec) if isinstance(spec, str) else spec
         self.max_text_length = int(max_text_length)
+
+    @property
+    def decode_size(self) -> int | None:
+        """The side, in pixels, that images are resized to (about), so files can be decoded no larger."""
+        return image_side(self.image_processor)
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike) -> None:
@@ -121,21 +153,38 @@ class ReT2Processor:
         return cls(tokenizer, image_processor, spec, max_len)
 
     # ------------------------------------------------------------------ batching
-    def __call__(self, texts: Sequence[str | None], images: Sequence[Image.Image | None]) -> BatchEncoding:
-        """One model batch from parallel lists of (already loaded) texts and images."""
+    def __call__(self, texts: Sequence[str | None], images: Sequence[Image.Image | None],
+                 pad_to_max_length: bool = False) -> BatchEncoding:
+        """One model batch from parallel lists of (already loaded) texts and images.
+
+        ``pad_to_max_length``: pad every text to ``max_text_length`` tokens (fixed shapes
+        for a compiled model) instead of the backbone's own padding."""
         if len(texts) != len(images):
             raise ValueError(f"got {len(texts)} texts but {len(images)} images")
         batch = len(texts)
-        text_mask = torch.tensor([1.0 if t else 0.0 for t in texts])
-        image_mask = torch.tensor([1.0 if im is not None else 0.0 for im in images])
-        data: dict[str, Any] = {"text_mask": text_mask, "image_mask": image_mask}
-        if bool(text_mask.any()):
+        has_text = [bool(t) for t in texts]
+        has_image = [im is not None for im in images]
+        for i, (t, im) in enumerate(zip(has_text, has_image)):
+            if not (t or im):
+                raise ItemError(i, "has neither text nor image")
+        data: dict[str, Any] = {
+            "text_mask": torch.tensor([1.0 if t else 0.0 for t in has_text]),
+            "image_mask": torch.tensor([1.0 if im else 0.0 for im in has_image]),
+            # The same presence as plain Python data (and row indices), so the model's
+            # forward decides what to skip without reading a tensor back from the device.
+            "text_presence": presence_of(has_text),
+            "image_presence": presence_of(has_image),
+        }
+        for name, flags in (("text_rows", has_text), ("image_rows", has_image)):
+            if presence_of(flags) == "some":
+                data[name] = torch.tensor([i for i, f in enumerate(flags) if f], dtype=torch.long)
+        if any(has_text):
             # Only the first max_text_length tokens are kept: cut the text first (no tokenizer packs
             # more than 64 characters into a token), so a megabyte of text costs what a page does.
             head = self.max_text_length * 64
             encoded = self.tokenizer(
                 [t[:head] if t else "" for t in texts],
-                padding=self.spec.text_padding,
+                padding="max_length" if pad_to_max_length else self.spec.text_padding,
                 truncation=True,
                 max_length=self.max_text_length,
                 return_attention_mask=True,

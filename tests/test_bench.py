@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -89,3 +91,50 @@ def test_serve_bench_writes_rows_for_every_level(tmp_path):
     assert all(row["requests"] == 4 and row["req_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"] for row in result["rows"])
     assert set(result["ratios"]) == {"1", "2"} and result["ratios"]["1"] == 1.0
     assert result["setting"]["k"] == 3 and "x 1 client" in run.stdout
+
+
+def test_index_bench_writes_the_promised_json(tmp_path):
+    out = tmp_path / "index.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "index.py"), "--passages", "60", "--rounds", "1", "--batch-sizes", "8",
+         "16", "--ingest-batches", "2", "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert {"encode_only_per_s", "end_to_end_per_s", "ratio"} <= set(result)
+    assert result["encode_only_per_s"] > 0 and result["end_to_end_per_s"] > 0
+    assert result["ratio"] == round(result["end_to_end_per_s"] / result["encode_only_per_s"], 3) or \
+        abs(result["ratio"] - result["end_to_end_per_s"] / result["encode_only_per_s"]) < 0.01
+    assert result["encoder_batch_size"] in (8, 16) and result["setting"]["passages"] == 60
+    assert "end to end" in run.stdout
+
+
+def test_generate_bench_rows_and_skips(tmp_path):
+    out = tmp_path / "generate.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "generate.py"), "--sizes", "tiny", "--families", "qwen2_5_vl",
+         "--batch-sizes", "1", "2", "--new-tokens", "2", "--rounds", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(out.read_text())["rows"]
+    timed = [r for r in rows if "answers_per_s" in r]
+    assert [r["batch_size"] for r in timed] == [1, 2] and all(r["precision"] == "bf16" for r in timed)
+    assert all(r["tokens_per_s"] == pytest.approx(2 * r["answers_per_s"], rel=0.1, abs=0.1) for r in timed)
+    import torch
+
+    if not torch.cuda.is_available():  # 4-bit is reported as skipped, with the reason
+        assert [r["skipped"] for r in rows if r["precision"] == "4bit"] == ["4-bit needs CUDA"]
+
+
+def test_gpu_script_parses_and_its_vector_check_runs_on_cpu(tmp_path):
+    assert subprocess.run(["bash", "-n", str(ROOT / "bench" / "gpu.sh")]).returncode == 0
+    out = tmp_path / "vectors.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_checks.py"), "vectors", "--device", "cpu", "--smoke", "--json",
+         str(out)], capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["passed"] and len(result["rows"]) == 7

@@ -221,6 +221,38 @@ def _prefetched(batches: Iterator[list[tuple[Passage, Position]]], errors: Malfo
         thread.join(timeout=5)
 
 
+class _Writer:
+    """Runs the store writes of successive batches in order, in one thread, behind the encoder.
+
+    At most ``depth`` batches wait (bounded memory); an error in a write is raised in the
+    caller at its next :meth:`submit` or at :meth:`drain`. Each write is complete on its own
+    (upsert, flush, then the progress record), so stopping at any point leaves a resumable
+    collection.
+    """
+
+    def __init__(self, depth: int = 1):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-writer")
+        self.depth = depth
+        self.pending: list[Any] = []
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        self._collect(wait_until=self.depth)
+        self.pending.append(self.pool.submit(fn, *args))
+
+    def _collect(self, wait_until: int) -> None:
+        while self.pending and (len(self.pending) > wait_until or self.pending[0].done()):
+            self.pending.pop(0).result()  # re-raises a failed write
+
+    def drain(self) -> None:
+        self._collect(wait_until=0)
+
+    def close(self) -> None:
+        """Let the writes already submitted finish (each is durable and recorded), then stop."""
+        self.pool.shutdown(wait=True)
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -315,24 +347,37 @@ def build_index(
             report.stopped_at_limit = not state["complete"]
         else:
             bar = _Bar(reader, limit, done, start, ingest.count_records, show_progress and procs.is_main_process)
+
+            def commit(batch: list[tuple[Passage, Position]], vectors: np.ndarray, bad: list, snap: _Snapshot,
+                       done: int) -> None:
+                """Upsert one encoded batch, make it durable, then record the progress (in this order)."""
+                store.upsert([p.id for p, _ in batch], vectors, [p.payload for p, _ in batch])
+                store.flush()  # durable before the progress record says so
+                tracker.after_upsert(len(batch), store.count(), state)
+                last = batch[-1][1]
+                state["next"] = Position(last.record, last.chunk + 1).to_dict()
+                state["passages"] = done
+                counters.add_missing_images(bad, batch)
+                counters.fold_into(state, snap)
+                state["updated_at"] = _now()
+                store.save_state(STATE_NAME, {**states, plan["key"]: state})
+                bar.advance(len(batch), done, last)
+
+            # Reading runs ahead in one thread and writing behind in another, so the encoder
+            # (which decodes the next images while the device works) is never idle for them.
+            writer = _Writer() if procs.is_main_process else None
             try:
                 stream = _batches(reader.passages(start), ingest.batch_size, budget)
                 for batch, snap in _prefetched(stream, errors, reader):
                     vectors, bad = _encode(encoder, batch, config, procs)
                     done += len(batch)
-                    if procs.is_main_process:
-                        store.upsert([p.id for p, _ in batch], vectors, [p.payload for p, _ in batch])
-                        store.flush()  # durable before the progress record says so
-                        tracker.after_upsert(len(batch), store.count(), state)
-                        last = batch[-1][1]
-                        state["next"] = Position(last.record, last.chunk + 1).to_dict()
-                        state["passages"] = done
-                        counters.add_missing_images(bad, batch)
-                        counters.fold_into(state, snap)
-                        state["updated_at"] = _now()
-                        store.save_state(STATE_NAME, {**states, plan["key"]: state})
-                        bar.advance(len(batch), done, last)
+                    if writer is not None:
+                        writer.submit(commit, batch, vectors, bad, snap, done)
+                if writer is not None:
+                    writer.drain()
             finally:
+                if writer is not None:
+                    writer.close()
                 bar.close()
             # A run that stops at --limit cannot know whether passages follow without reading on.
             report.stopped_at_limit = budget is not None and done - report.resumed_from >= budget
