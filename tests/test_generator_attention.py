@@ -75,3 +75,18 @@ def test_every_family_answers_the_same_with_it(family, fixtures_dir):
     batched = unpadded.generate(requests, batch_size=4)
     assert batched == plain.generate(requests, batch_size=4)
     assert batched == [unpadded.generate([r], batch_size=1)[0] for r in requests]
+
+
+def test_a_loaded_checkpoint_switches_its_language_model_only(tmp_path):
+    from generator import GeneratorConfig, MultimodalGenerator
+    from rag.tiny_models import save_tiny_generator_checkpoint
+
+    directory = save_tiny_generator_checkpoint("qwen2_vl", tmp_path / "qwen2_vl", seed=0)
+    loaded = MultimodalGenerator.from_config(GeneratorConfig(model=str(directory), dtype="float32", device_map="cpu",
+                                                             max_new_tokens=4, attn_implementation=NAME))
+    config = loaded.model.config
+    assert (config.text_config._attn_implementation, config.vision_config._attn_implementation) == (NAME, "sdpa")
+    requests = [GenerationRequest("What is it?", None, [Passage(title="Cat", text="A small mammal.")]),
+                GenerationRequest("Why is the sky blue?", None, [])]
+    plain = build_tiny_generator("qwen2_vl", seed=0, max_new_tokens=4)
+    assert [r.raw_text for r in loaded.generate(requests)] == [r.raw_text for r in plain.generate(requests)]
