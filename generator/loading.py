@@ -123,8 +123,8 @@ def model_load_kwargs(cfg: GeneratorConfig, quantization: Any | None) -> dict[st
         kwargs["offload_folder"] = cfg.offload_folder
     if quantization is not None:
         kwargs["quantization_config"] = quantization
-    if cfg.attn_implementation:
-        kwargs["attn_implementation"] = cfg.attn_implementation
+    if cfg.attn_implementation:  # sdpa_unpadded: loaded with sdpa, the generator switches its language model
+        kwargs["attn_implementation"] = "sdpa" if cfg.attn_implementation == "sdpa_unpadded" else cfg.attn_implementation
     kwargs.update(cfg.model_kwargs)
     return kwargs
 

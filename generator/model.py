@@ -17,6 +17,8 @@ from typing import Any
 from ret2vqa.errors import ConfigError
 from ret2vqa.images import load_image
 
+from .attention import NAME as UNPADDED_ATTENTION
+from .attention import use_unpadded_attention
 from .config import GeneratorConfig
 from .postprocess import postprocess_answer
 from .prompt import BuiltPrompt, PromptBuilder
@@ -54,6 +56,9 @@ class MultimodalGenerator:
             long_question=self.config.long_question,
         )
         self.generation_config = self._generation_config()
+        if self.config.attn_implementation == UNPADDED_ATTENTION and not use_unpadded_attention(model):
+            raise ConfigError(f"{type(model).__name__} cannot switch its attention implementation",
+                              "generator.attn_implementation")
 
     # ------------------------------------------------------------ construction
     @classmethod

@@ -206,6 +206,11 @@ class PromptBuilder:
             msgs, rendered, n = measure(context)
             return self._result(rendered, msgs, image, n, context, len(items), False, question_cut)
 
+        if items:  # the common case, everything fits: one exact count instead of one per passage
+            full = [self.format_passage(i + 1, p) for i, p in enumerate(items)]
+            msgs, rendered, n = measure(full)
+            if n <= budget:
+                return self._result(rendered, msgs, image, n, full, len(items), False, question_cut)
         context: list[str] = []
         msgs, rendered, n = measure(context)
         truncated = False

@@ -261,3 +261,18 @@ def test_build_prompt_loads_the_image_from_a_path(qwen, fixtures_dir):
     assert built.context == LINES[:1]
     with pytest.raises(FileNotFoundError, match="no-such.jpg"):
         build_prompt(qwen, QUESTION, fixtures_dir / "images" / "no-such.jpg")
+
+
+def test_when_everything_fits_one_count_is_made_and_the_prompt_is_the_unbudgeted_one():
+    processor = build_tiny_generator_processor("qwen2_vl")
+    unbounded = PromptBuilder(processor).build("Where is it?", None, PASSAGES)
+    builder = PromptBuilder(processor, token_budget=unbounded.num_tokens)
+    calls = []
+    count = builder.count_text_tokens
+    builder.count_text_tokens = lambda rendered: calls.append(rendered) or count(rendered)
+    built = builder.build("Where is it?", None, PASSAGES)
+    assert (built.text, built.num_tokens, built.passages_used, built.truncated) == (
+        unbounded.text, unbounded.num_tokens, len(PASSAGES), False)
+    assert len(calls) == 1
+    tight = PromptBuilder(processor, token_budget=unbounded.num_tokens - 1).build("Where is it?", None, PASSAGES)
+    assert tight.num_tokens <= unbounded.num_tokens - 1 and tight.truncated
