@@ -157,6 +157,7 @@ def test_bf16_training_steps_run_on_cpu(tmp_path):
                          warmup_steps=1, learning_rate=1e-3, save_every=1000, log_every=1, mixed_precision="bf16")
     from accelerate.state import AcceleratorState
 
+    AcceleratorState._reset_state(reset_partial_state=True)  # an earlier test's trainer set "no" process-wide
     try:
         trainer = Trainer(cfg, build_training_encoder(cfg.model, seed=cfg.seed))
         before = trainer.accelerator.unwrap_model(trainer.model).ret_cell.vision_xa.in_proj_weight.detach().clone()
