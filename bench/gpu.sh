@@ -77,7 +77,7 @@ step() {  # step NAME LIMIT_S JSON COMMAND...
 }
 
 if [[ $SMOKE == 1 ]]; then
-  STEPS=20; LATE_STEPS=10; LOSS_RATIO=0.9; ENC=(--backbone clip-tiny --batch-size 4 --rounds 1 --reference-hidden 128)
+  STEPS=20; LATE_STEPS=20; LOSS_RATIO=0.9; ENC=(--backbone clip-tiny --batch-size 4 --rounds 1 --reference-hidden 128)
   INDEX=(--passages 120 --rounds 1 --batch-sizes 16 --ingest-batches 2)
   GEN=(--sizes tiny --families qwen2_5_vl --batch-sizes 1 2 --new-tokens 2 --rounds 1)
   VEC=(--smoke); COMPILE=0

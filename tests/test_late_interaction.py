@@ -164,7 +164,7 @@ def test_maxsim_loss_matches_its_definition():
     scores = torch.tensor([[sum(max(float(qt @ dt) for dt in d[j]) for qt in q[i]) for j in range(4)]
                            for i in range(4)])
     assert torch.allclose(maxsim_scores(q, d), scores, atol=1e-5)
-    logits = scores / 0.1
+    logits = scores / 3 / 0.1  # MaxSim over 3 query tokens, per token, under the temperature
     expected = 0.5 * (torch.nn.functional.cross_entropy(logits, labels)
                       + torch.nn.functional.cross_entropy(logits.T, labels))
     assert float(loss.detach()) == pytest.approx(float(expected), abs=1e-4)

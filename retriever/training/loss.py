@@ -30,11 +30,18 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def similarity(queries: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
-    """``(Nq, Nd)`` scores: dot product of vectors, or MaxSim of ``(N, T, D)`` token sets."""
+    """``(Nq, Nd)`` scores: dot product of vectors, or MaxSim of ``(N, T, D)`` token sets divided by
+    the number of query tokens ``T``.
+
+    MaxSim sums ``T`` cosines, so it spans ``[-T, T]``; under the temperature that suits one
+    cosine (τ = 0.05) its logits reach ``±T/τ`` and the softmax saturates from the first step
+    (the loss then barely moves). Dividing by ``T``, a constant for every query, changes no
+    ranking and gives the temperature the same meaning for both heads.
+    """
     if queries.dim() == 3:
         from retriever.encoder import maxsim_scores
 
-        return maxsim_scores(queries, documents)
+        return maxsim_scores(queries, documents) / queries.shape[1]
     return queries @ documents.T
 
 
