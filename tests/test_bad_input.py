@@ -453,8 +453,17 @@ def test_readme_first_session_works_as_written(tmp_path, capsys, monkeypatch):
                      "Which satellite did this rocket launch in February 2015?")
     assert rc == 0 and "Sources (top 3 of 3" in out
     # ask and search take --store / --collection
-    rc, out, _ = cli(capsys, "search", "--store", tmp_path / tiny["path"], "--collection", "kb", "--text", "rocket")
-    assert rc == 0 and "rocket" in out.lower() or rc == 0
+    rc, out, _ = cli(capsys, "search", "--store", tmp_path / tiny["path"], "--collection", "kb", "--text", "rocket",
+                     "--json")
+    assert rc == 0 and len(json.loads(out)["hits"]) > 0
+    # and the README's serving lines (`demo --tiny && serve --demo --tiny`) serve that same collection
+    from rag.cli import build_parser
+    from rag.cli.serve import serve_config
+    from rag.pipeline import Pipeline
+
+    cfg, _ = serve_config(build_parser().parse_args(["serve", "--demo", "--tiny"]))
+    with Pipeline.from_config(cfg, load_generator=False) as pipe:
+        assert pipe.store.count() == 36 and pipe.retrieve("rocket", None, k=2)
     rc, _, err = cli(capsys, "ask", "--config", REPO / "configs" / "tiny.yaml", "--store", tmp_path / tiny["path"],
                      "--collection", "nope", "-q", "x")
     assert rc == 2 and "no embedded collection 'nope'" in err and "collections there: kb" in err

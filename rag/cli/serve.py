@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="pipeline YAML (default: configs/cpu.yaml, or configs/tiny.yaml with --tiny)")
     parser.add_argument("--tiny", action="store_true", help="tiny random models (offline; answers meaningless)")
     parser.add_argument("--demo", action="store_true",
-                        help="serve the demo knowledge base built by `ret2vqa demo` (./ret2vqa-demo/<tiny|models>)")
+                        help="serve the demo knowledge base that `ret2vqa demo` built (the preset's collection, "
+                             "with the bundled images)")
     parser.add_argument("--store", help="store directory (overrides store.path)")
     parser.add_argument("--host", help="address to bind (default: serve.host, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default: serve.port, 8000; 0: any free port)")
@@ -40,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def serve_config(args: argparse.Namespace) -> tuple[Any, str]:
+    """The pipeline config to serve and the file it came from, with the flags applied."""
     from rag.config import PipelineConfig, default_config_path
 
     config_path = args.config or str(default_config_path("tiny" if args.tiny else "cpu"))
@@ -50,13 +52,18 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         from rag.demo import DEMO_DIR
 
-        changes.update({"store.backend": "edge", "store.collection": "demo", "ingest.image_root": str(DEMO_DIR),
-                        "store.path": args.store or str(Path("ret2vqa-demo") / ("tiny" if args.tiny else "models"))})
+        # The collection `ret2vqa demo` fills: the preset's own (or --store), as `demo` overrides it.
+        changes.update({"store.backend": "edge" if args.store else None, "ingest.image_root": str(DEMO_DIR)})
     cfg = cfg.override(changes)
     if cfg.generator is None:
         from ret2vqa.errors import ConfigError
 
         raise ConfigError(f"{config_path}: serving answers needs a generator section", "generator")
+    return cfg, config_path
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg, _ = serve_config(args)
     if args.tiny:
         from rag.cli.demo import TINY_BANNER
 
