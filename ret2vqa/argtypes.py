@@ -2,7 +2,8 @@
 
 Every command uses these instead of a bare ``type=int``, so ``-k -2``, ``--limit -1`` or
 ``--hnsw-ef -3`` fail before any model or store is touched, with argparse's own one-line
-error naming the flag (``error: argument --hnsw-ef: must be >= 1, got -3``, exit status 2),
+error naming the command and the flag (``error: ret2vqa search: argument --hnsw-ef: must be >= 1,
+got -3``, exit status 2; see ``rag.cli.CommandLineParser``),
 instead of running with a meaningless value or a traceback from deep inside a library::
 
     parser.add_argument("--limit", type=int_arg(min=0), metavar="N")
@@ -17,6 +18,14 @@ from typing import Callable
 MAX_INT = 2**31 - 1
 
 
+def _in_range(value: float, min: float | None, max: float | None) -> None:
+    """Refuse ``value`` outside ``[min, max]`` (``None``: unbounded) with argparse's error type."""
+    if min is not None and value < min:
+        raise argparse.ArgumentTypeError(f"must be >= {min}, got {value}")
+    if max is not None and value > max:
+        raise argparse.ArgumentTypeError(f"must be <= {max}, got {value}")
+
+
 def int_arg(min: int | None = None, max: int | None = MAX_INT) -> Callable[[str], int]:
     """An argparse ``type`` accepting an integer in ``[min, max]``."""
 
@@ -25,10 +34,7 @@ def int_arg(min: int | None = None, max: int | None = MAX_INT) -> Callable[[str]
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if min is not None and value < min:
-            raise argparse.ArgumentTypeError(f"must be >= {min}, got {value}")
-        if max is not None and value > max:
-            raise argparse.ArgumentTypeError(f"must be <= {max}, got {value}")
+        _in_range(value, min, max)
         return value
 
     parse.__name__ = "integer"  # argparse names the type in some messages
@@ -45,10 +51,7 @@ def float_arg(min: float | None = None, max: float | None = None) -> Callable[[s
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-        if min is not None and value < min:
-            raise argparse.ArgumentTypeError(f"must be >= {min}, got {value}")
-        if max is not None and value > max:
-            raise argparse.ArgumentTypeError(f"must be <= {max}, got {value}")
+        _in_range(value, min, max)
         return value
 
     parse.__name__ = "number"

@@ -642,11 +642,9 @@ class ReT2Model(ReT2PreTrainedModel):
 def _presence_mask(presence: str, mask: torch.Tensor | None, rows: torch.Tensor | None, batch: int,
                    device: torch.device) -> torch.Tensor:
     """The 0/1 mask a presence value stands for (``mask`` itself when given)."""
-    if mask is not None:
-        return mask
     if presence == SOME:
-        return torch.zeros(batch, device=device).index_fill_(0, rows.to(device), 1.0)
-    return torch.full((batch,), 1.0 if presence == ALL else 0.0, device=device)
+        return _gate_mask(mask, rows.to(device), batch, device)
+    return _float_mask(mask, device, batch, default=presence == ALL)
 
 
 def _gate_mask(mask: torch.Tensor | None, rows: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
