@@ -18,6 +18,33 @@ import pytest  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TINY_YAML = REPO_ROOT / "configs" / "tiny.yaml"
+
+
+def write_tiny_config(path: Path, base: Path = TINY_YAML, **sections: dict) -> Path:
+    """``base`` (configs/tiny.yaml) with keys of its sections replaced, e.g. ``store={"path": ...}``,
+    written to ``path``: the config file a user would edit, for tests that run commands on it."""
+    import yaml
+
+    config = yaml.safe_load(Path(base).read_text())
+    for section, values in sections.items():
+        config[section] = {**(config.get(section) or {}), **values}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def demo_kb_config(root: Path, **sections: dict) -> Path:
+    """configs/tiny.yaml with its store under ``root`` holding the bundled demo KB (36 passages),
+    built by ``ret2vqa index build``; ``sections`` replace further keys (e.g. the encoder)."""
+    from rag.cli import main
+    from rag.demo import DEMO_DIR, KB_FILE
+
+    sections = {**sections, "store": {"path": str(root / "store"), **sections.get("store", {})},
+                "ingest": {"image_root": str(DEMO_DIR), **sections.get("ingest", {})}}
+    path = write_tiny_config(root / "tiny.yaml", **sections)
+    assert main(["index", "build", "--config", str(path), "--kb", str(KB_FILE), "--format", "jsonl",
+                 "--no-progress"]) == 0
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ from PIL import Image
 
 from rag.cli import main
 
+from conftest import demo_kb_config, write_tiny_config
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
 LONG_QUESTION = "Which year was this tower completed and who designed it? " * 2110  # 120,270 characters
@@ -67,27 +69,13 @@ def write_jsonl(path: Path, rows, prefix: bytes = b"") -> Path:
 @pytest.fixture(scope="module")
 def tiny_config(tmp_path_factory):
     """configs/tiny.yaml with its store in a temporary directory, holding the demo KB (36 passages)."""
-    from rag.demo import DEMO_DIR, KB_FILE
-
-    root = tmp_path_factory.mktemp("bad-input")
-    config = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
-    config["store"]["path"] = str(root / "store")
-    config["ingest"]["image_root"] = str(DEMO_DIR)
-    path = root / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["index", "build", "--config", str(path), "--kb", str(KB_FILE), "--format", "jsonl",
-                 "--no-progress"]) == 0
-    return path
+    return demo_kb_config(tmp_path_factory.mktemp("bad-input"))
 
 
 def small_config(tmp_path: Path, tiny_config: Path, **ingest) -> Path:
     """The tiny config with a store of its own under ``tmp_path`` (for tests that damage or fill one)."""
-    config = yaml.safe_load(tiny_config.read_text())
-    config["store"]["path"] = str(tmp_path / "store")
-    config["ingest"].update(ingest)
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_tiny_config(tmp_path / "cfg.yaml", base=tiny_config, store={"path": str(tmp_path / "store")},
+                             ingest=ingest)
 
 
 # 1. A very long question is cut to fit the model's budget (or refused under --strict) ---------------------------
@@ -418,10 +406,7 @@ def test_cuda_on_a_cpu_only_machine_names_the_field(tiny_config, tmp_path, capsy
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    config = yaml.safe_load(tiny_config.read_text())
-    config["encoder"]["device"] = "cuda"
-    path = tmp_path / "cuda.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_tiny_config(tmp_path / "cuda.yaml", base=tiny_config, encoder={"device": "cuda"})
     for command in (["search", "--config", path, "--text", "x"], ["ask", "--config", path, "-q", "x"]):
         rc, _, err = cli(capsys, *command)
         assert rc == 2 and "encoder.device" in err and "no CUDA GPU" in err

@@ -13,6 +13,8 @@ from PIL import Image
 
 from rag.cli import COMMAND_MODULES, build_parser, main
 
+from conftest import demo_kb_config, write_tiny_config
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SUBCOMMANDS = ["demo", "ask", "index", "search", "serve", "eval", "score", "train", "doctor", "convert"]
 
@@ -79,10 +81,7 @@ def test_demo_text_output(tmp_path):
 
 
 def test_offline_message_for_a_missing_model(tmp_path):
-    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml").read_text())
-    config["generator"]["model"] = "some-org/not-a-cached-model"
-    path = tmp_path / "missing.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_tiny_config(tmp_path / "missing.yaml", generator={"model": "some-org/not-a-cached-model"})
     proc = run_cli("demo", "--config", str(path), "--store", str(tmp_path / "s"), cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -91,6 +90,7 @@ def test_offline_message_for_a_missing_model(tmp_path):
     assert "HF_HUB_OFFLINE=1" in proc.stderr and "--tiny" in proc.stderr
     # the same model through `ask` (the pipeline loader): one error line block, no traceback
     index_cfg = tmp_path / "tiny.yaml"
+    config = yaml.safe_load(path.read_text())
     config["generator"]["model"] = "tiny-random/qwen2_vl"
     config["encoder"] = {"name_or_path": "/nonexistent/ret2-checkpoint"}
     index_cfg.write_text(yaml.safe_dump(config))
@@ -102,16 +102,7 @@ def test_offline_message_for_a_missing_model(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_store_config(tmp_path_factory):
     """configs/tiny.yaml pointed at a fresh store that holds the demo KB."""
-    root = tmp_path_factory.mktemp("cli-store")
-    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml").read_text())
-    config["store"]["path"] = str(root / "store")
-    from rag.demo import DEMO_DIR, KB_FILE
-
-    config["ingest"]["image_root"] = str(DEMO_DIR)
-    path = root / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["index", "build", "--config", str(path), "--kb", str(KB_FILE), "--format", "jsonl"]) == 0
-    return path
+    return demo_kb_config(tmp_path_factory.mktemp("cli-store"))
 
 
 def test_ask_text_and_json(tiny_store_config, capsys):
@@ -252,10 +243,7 @@ def test_readme_commands_and_ci_agree():
 
 def test_unreachable_hub_fails_fast_with_one_message(tmp_path):
     """Online mode, but the hub cannot be reached: no minute of retries, one message."""
-    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml").read_text())
-    config["generator"]["model"] = "some-org/not-a-cached-model"
-    path = tmp_path / "missing.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_tiny_config(tmp_path / "missing.yaml", generator={"model": "some-org/not-a-cached-model"})
     env = {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9",
            "HF_HOME": str(tmp_path / "hf")}
     proc = run_cli("demo", "--config", str(path), "--store", str(tmp_path / "s"), env=env, cwd=tmp_path)

@@ -70,7 +70,9 @@ class TestReT2RetrieverStandard(RetrieversIntegrationTests):
             yield retriever
 
 
-class TestReT2EmbeddingsUnit(EmbeddingsUnitTests):
+class _EmbeddingsFromConfig:
+    """What both embeddings suites construct: ``ReT2Embeddings(config=<the demo KB's config file>)``."""
+
     @property
     def embeddings_class(self):
         return ReT2Embeddings
@@ -80,14 +82,12 @@ class TestReT2EmbeddingsUnit(EmbeddingsUnitTests):
         return {"config": _PATHS["kb"]}
 
 
-class TestReT2EmbeddingsIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self):
-        return ReT2Embeddings
+class TestReT2EmbeddingsUnit(_EmbeddingsFromConfig, EmbeddingsUnitTests):
+    pass
 
-    @property
-    def embedding_model_params(self) -> dict:
-        return {"config": _PATHS["kb"]}
+
+class TestReT2EmbeddingsIntegration(_EmbeddingsFromConfig, EmbeddingsIntegrationTests):
+    pass
 
 
 class TestReT2VectorStoreEdge(VectorStoreIntegrationTests):

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from rag.cli import main
 from rag.components import build_training_encoder
@@ -26,21 +25,14 @@ from retriever.encoder import maxsim_scores
 from retriever.training import ContrastiveLoss, DataConfig, ModelInitConfig, Trainer, TrainingConfig
 from retriever.training.synthetic import write_shapes_dataset
 
+from conftest import demo_kb_config, write_tiny_config
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def late_config(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("late")
-    config = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
-    config["encoder"]["name_or_path"] = "tiny-random/clip-late"
-    config["store"]["path"] = str(root / "store")
-    config["ingest"]["image_root"] = str(DEMO_DIR)
-    path = root / "late.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["index", "build", "--config", str(path), "--kb", str(KB_FILE), "--format", "jsonl",
-                 "--no-progress"]) == 0
-    return path
+    return demo_kb_config(tmp_path_factory.mktemp("late"), encoder={"name_or_path": "tiny-random/clip-late"})
 
 
 def test_a_multivector_collection_verifies_clean(late_config, capsys):
@@ -112,10 +104,7 @@ def test_langchain_vector_store_works_and_embeddings_refuse_a_late_interaction_e
     from rag.langchain import ReT2Embeddings, ReT2VectorStore
     from ret2vqa.errors import ConfigError
 
-    config = yaml.safe_load(late_config.read_text())
-    config["store"]["path"] = str(tmp_path / "vs")
-    path = tmp_path / "vs.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_tiny_config(tmp_path / "vs.yaml", base=late_config, store={"path": str(tmp_path / "vs")})
     with ReT2VectorStore.from_config(str(path)) as store:
         ids = store.add_texts(["The Eiffel Tower is in Paris.", "Coffee comes from Ethiopia."], ids=["eiffel", "coffee"])
         assert sorted(ids) == ["coffee", "eiffel"] and store.store.metadata.multivector
@@ -128,10 +117,7 @@ def test_langchain_vector_store_works_and_embeddings_refuse_a_late_interaction_e
 
 
 def test_a_single_vector_encoder_is_refused_by_a_multivector_collection(late_config, tmp_path, capsys):
-    config = yaml.safe_load(late_config.read_text())
-    config["encoder"]["name_or_path"] = "tiny-random/clip"
-    other = tmp_path / "single.yaml"
-    other.write_text(yaml.safe_dump(config))
+    other = write_tiny_config(tmp_path / "single.yaml", base=late_config, encoder={"name_or_path": "tiny-random/clip"})
     capsys.readouterr()
     assert main(["search", "--config", str(other), "--text", "x"]) == 2
     err = capsys.readouterr().err
