@@ -49,7 +49,9 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -185,6 +187,12 @@ def row(backend: str, n: int, upsert_s: float, build_s: float, lat: list[float],
             "recall_at_10": round(rec, 4), "mean_ms": round(mean, 3), "n_queries": len(lat), **extra}
 
 
+def top_k(scores: np.ndarray, k: int = K) -> np.ndarray:
+    """The indices of the ``k`` highest ``scores``, best first."""
+    top = np.argpartition(-scores, k)[:k]
+    return top[np.argsort(-scores[top])]
+
+
 def bench_exact(data, queries, truth, n_queries) -> dict:
     t0 = time.perf_counter()
     matrix = np.ascontiguousarray(data, dtype=np.float32).copy()  # "upsert" = holding the vectors in one array
@@ -192,32 +200,39 @@ def bench_exact(data, queries, truth, n_queries) -> dict:
     lat, found = [], []
     for q in queries[:n_queries]:
         t0 = time.perf_counter()
-        scores = matrix @ q
-        top = np.argpartition(-scores, K)[:K]
-        ids = top[np.argsort(-scores[top])]
+        ids = top_k(matrix @ q)
         lat.append(time.perf_counter() - t0)
         found.append(ids.tolist())
     return row("exact", len(data), upsert_s, 0.0, lat, recall(found, truth[:n_queries]), method="numpy matmul + argpartition")
 
 
-def bench_edge(data, queries, truth, args, workdir: Path, quantization: str) -> dict:
-    name = "edge" if quantization == QuantizationSettings.type else f"edge-{quantization}"
+@contextmanager
+def built_edge_collection(data: np.ndarray, args, workdir: Path, name: str, quantization: str,
+                          meta: CollectionMetadata) -> Iterator[tuple[Any, StoreConfig, float, float]]:
+    """A new Qdrant Edge collection holding ``data`` with its HNSW index built (the bench's settings):
+    yields ``(store, config, upsert seconds, build seconds)``; the collection is deleted afterwards."""
     config = StoreConfig(
         path=str(workdir), collection=f"{name}-{len(data)}",
         hnsw=HnswSettings(m=args.m, ef_construct=args.ef_construct, hnsw_ef=args.hnsw_ef),
-        quantization=QuantizationSettings(type=quantization),
-        default_segment_number=args.segments,
+        quantization=QuantizationSettings(type=quantization), default_segment_number=args.segments,
     )
-    meta = CollectionMetadata(encoder_name="synthetic", dim=data.shape[1])
     with open_store(config, expect=meta, create=True) as store:
         upsert_s = fill(store, data, name)
-        print(f"  {name}: building the HNSW index ...", flush=True)
+        print(f"  {name}: building the HNSW index over {len(data):,} points ...", flush=True)
         t0 = time.perf_counter()
         store.optimize()
         build_s = time.perf_counter() - t0
+        print(f"  {name}: built in {build_s:.1f} s ({store.info()['indexed_vectors']:,} vectors indexed)", flush=True)
+        yield store, config, upsert_s, build_s
+    shutil.rmtree(workdir / config.collection, ignore_errors=True)
+
+
+def bench_edge(data, queries, truth, args, workdir: Path, quantization: str) -> dict:
+    name = "edge" if quantization == QuantizationSettings.type else f"edge-{quantization}"
+    meta = CollectionMetadata(encoder_name="synthetic", dim=data.shape[1])
+    with built_edge_collection(data, args, workdir, name, quantization, meta) as (store, config, upsert_s, build_s):
         info = store.info()
-        print(f"  {name}: built in {build_s:.1f} s ({info['indexed_vectors']:,} vectors indexed, "
-              f"{info['segments']} segments)", flush=True)
+        print(f"  {name}: {info['segments']} segments", flush=True)
         for q in queries[:20]:  # warm-up
             store.search(q, k=K)
         sweep = []
@@ -231,7 +246,6 @@ def bench_edge(data, queries, truth, args, workdir: Path, quantization: str) -> 
             if ef == args.hnsw_ef:
                 main = (found, lat)
         disk = sum(f.stat().st_size for f in (workdir / config.collection).rglob("*") if f.is_file())
-    shutil.rmtree(workdir / config.collection, ignore_errors=True)
     return row(name, len(data), upsert_s, build_s, main[1], recall(main[0], truth), m=args.m,
                ef_construct=args.ef_construct, hnsw_ef=args.hnsw_ef, quantization=quantization,
                segments=info["segments"], disk_mb=round(disk / 2**20, 1), ef_sweep=sweep)
@@ -275,9 +289,7 @@ def maxsim_all(data: np.ndarray, query: np.ndarray) -> np.ndarray:
 def exact_maxsim_topk(data: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:
     out = np.empty((len(queries), k), dtype=np.int64)
     for i, q in enumerate(queries):
-        scores = maxsim_all(data, q)
-        top = np.argpartition(-scores, k)[:k]
-        out[i] = top[np.argsort(-scores[top])]
+        out[i] = top_k(maxsim_all(data, q), k)
     return out
 
 
@@ -285,9 +297,7 @@ def bench_multivector_exact(data, queries, truth, n_queries) -> dict:
     lat, found = [], []
     for q in queries[:n_queries]:
         t0 = time.perf_counter()
-        scores = maxsim_all(data, q)
-        top = np.argpartition(-scores, K)[:K]
-        found.append(top[np.argsort(-scores[top])].tolist())
+        found.append(top_k(maxsim_all(data, q)).tolist())
         lat.append(time.perf_counter() - t0)
     n, t, d = data.shape
     return row("exact", n, 0.0, 0.0, lat, recall(found, truth[:n_queries]), method="numpy MaxSim (matmul + max + sum)",
@@ -297,25 +307,12 @@ def bench_multivector_exact(data, queries, truth, n_queries) -> dict:
 def bench_multivector_edge(data, queries, truth, args, workdir: Path, quantization: str) -> dict:
     name = "edge-mv" if quantization == QuantizationSettings.type else f"edge-mv-{quantization}"
     n, t, d = data.shape
-    config = StoreConfig(
-        path=str(workdir), collection=f"{name}-{n}",
-        hnsw=HnswSettings(m=args.m, ef_construct=args.ef_construct, hnsw_ef=args.hnsw_ef),
-        quantization=QuantizationSettings(type=quantization), default_segment_number=args.segments,
-    )
     meta = CollectionMetadata(encoder_name="synthetic-late-interaction", dim=d, multivector=True)
-    with open_store(config, expect=meta, create=True) as store:
-        upsert_s = fill(store, data, name)
-        print(f"  {name}: building the HNSW index over {n:,} multivector points ...", flush=True)
-        t0 = time.perf_counter()
-        store.optimize()
-        build_s = time.perf_counter() - t0
-        info = store.info()
-        print(f"  {name}: built in {build_s:.1f} s ({info['indexed_vectors']:,} vectors indexed)", flush=True)
+    with built_edge_collection(data, args, workdir, name, quantization, meta) as (store, config, upsert_s, build_s):
         for q in queries[:5]:  # warm-up
             store.search(q, k=K)
         found, lat = time_queries(lambda q: store.search(q, k=K), queries)
         disk = sum(f.stat().st_size for f in (workdir / config.collection).rglob("*") if f.is_file())
-    shutil.rmtree(workdir / config.collection, ignore_errors=True)
     vectors_in_ram = t * d * (1 if quantization == "scalar" else 4)
     graph = 2 * args.m * 4  # level-0 links of one point (upper levels add ~1/m of that)
     return row(name, n, upsert_s, build_s, lat, recall(found, truth), m=args.m, ef_construct=args.ef_construct,
