@@ -214,11 +214,13 @@ class PromptBuilder:
         context: list[str] = []
         msgs, rendered, n = measure(context)
         truncated = False
+        marker = None  # the truncation marker's token count, once it is needed
         for _ in range(3):  # the question alone overflows the budget: cut it by the excess (token counts settle)
             if n <= budget:
                 break
             q_tokens = _TokenPrefixes(self.tokenizer, question)
-            marker = len(self.tokenizer(self.config.truncation_marker, add_special_tokens=False)["input_ids"])
+            if marker is None:
+                marker = len(self.tokenizer(self.config.truncation_marker, add_special_tokens=False)["input_ids"])
             keep = len(q_tokens) - (n - budget) - marker - 1
             if keep < 1:
                 break
