@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ret2vqa.errors import ConfigError, InputError
+from ret2vqa.images import image_side, reduce_to_side
 
 from .config import PromptConfig
 from .schema import Passage
@@ -103,6 +104,8 @@ class PromptBuilder:
             raise ConfigError(
                 "chat_template: the model's processor has no chat template; set `chat_template` in the generator config"
             )
+        #: Images are cut towards this side before the processor sees them (see :meth:`build`).
+        self.image_side = image_side(getattr(processor, "image_processor", None))
         self._image_tokens: OrderedDict[tuple, int] = OrderedDict()
         self._image_cache_size = image_cache_size
         self._control_tokens = _control_token_pattern(processor, self.tokenizer)
@@ -181,8 +184,12 @@ class PromptBuilder:
     def build(self, question: str, image: Any = None, passages: Sequence[Any] = ()) -> BuiltPrompt:
         """Lay out ``question`` (and ``image``) with as many of ``passages`` as the budget allows.
 
-        ``image`` must already be a PIL image (see :func:`ret2vqa.images.load_image`).
+        ``image`` must already be a PIL image (see :func:`ret2vqa.images.load_image`). A large
+        one is first cut by a whole factor towards the processor's size
+        (:func:`ret2vqa.images.reduce_to_side`); the prompt keeps that image, so the processor
+        never resizes a full photo.
         """
+        image = reduce_to_side(image, self.image_side)
         question = self.clean(question)
         if not question:
             raise InputError("the question is empty")

@@ -6,8 +6,14 @@ this is the one place that turns it into pixels, with errors that name the file.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
+
+#: :func:`reduce_to_side` keeps at least this many times the model's side, like Pillow's own
+#: ``resize(reducing_gap=2.0)``: the model's resize then starts from a small image and its
+#: result is practically the same as resizing the full photo.
+REDUCING_GAP = 2
 
 
 def load_image(image: Any, min_size: int | None = None) -> Any | None:
@@ -61,3 +67,52 @@ def load_image(image: Any, min_size: int | None = None) -> Any | None:
         except Exception as exc:  # network errors, bad base64: one clear message
             raise ImageError(f"cannot read image {image[:80]!r}: {type(exc).__name__}: {exc}") from exc
     raise TypeError(f"an image must be a PIL image, a path or a URL, got {type(image).__name__}")
+
+
+def image_side(image_processor: Any) -> int | None:
+    """The side, in pixels, that both sides of an image may be cut to before ``image_processor``
+    still only shrinks it (``None``: unknown, keep the image whole).
+
+    CLIP-style processors: the shortest edge; fixed height and width (SigLIP): the larger of
+    the two; SigLIP 2: the side of a square with its patch budget; Qwen2-VL (whose ``size``
+    counts pixels, ``longest_edge`` being ``max_pixels``): the square root of its pixel
+    budget, since a resized image's shorter side never exceeds it; LLaVA-NeXT / OneVision:
+    the largest of its ``image_grid_pinpoints``; Idefics3 / SmolVLM: ``longest_edge``.
+    """
+    size = getattr(image_processor, "size", None)  # a dict, or transformers 5's SizeDict
+
+    def field(name: str) -> Any:
+        return size.get(name) if isinstance(size, dict) else getattr(size, name, None)
+
+    if getattr(image_processor, "merge_size", None) and getattr(image_processor, "temporal_patch_size", None):
+        max_pixels = getattr(image_processor, "max_pixels", None) or field("longest_edge")
+        return math.isqrt(int(max_pixels) - 1) + 1 if max_pixels else None
+    pinpoints = getattr(image_processor, "image_grid_pinpoints", None)
+    if pinpoints:
+        return int(max(max(point) for point in pinpoints))
+    if field("shortest_edge"):
+        return int(field("shortest_edge"))
+    if field("height") and field("width"):
+        return int(max(field("height"), field("width")))
+    if field("longest_edge"):
+        return int(field("longest_edge"))
+    patches, patch = getattr(image_processor, "max_num_patches", None), getattr(image_processor, "patch_size", None)
+    if patches and patch:
+        return int(patch * math.isqrt(int(patches)))
+    return None
+
+
+def reduce_to_side(image: Any, side: int | None) -> Any:
+    """``image`` shrunk by the largest whole factor that keeps both sides >= ``REDUCING_GAP * side``.
+
+    A model's processor resizes a photo to about ``side`` pixels (:func:`image_side`) with a
+    filter whose cost grows with the source: a 4000 x 3000 photo for a 224-pixel encoder is
+    mostly wasted work. ``Image.reduce`` (a box average over ``factor x factor`` pixels, what
+    Pillow's ``resize(reducing_gap=...)`` does first) cuts it cheaply and the processor does
+    the last step. It depends on the pixels only, so an image gives the same model input
+    whether it came as a path, as uploaded bytes or as a PIL image. ``None`` passes through.
+    """
+    if image is None or not side:
+        return image
+    factor = min(image.size) // (REDUCING_GAP * int(side))
+    return image.reduce(factor) if factor >= 2 else image

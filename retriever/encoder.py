@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ret2vqa.devices import resolve_device, resolve_dtype
+from ret2vqa.images import reduce_to_side
 
 from .configuration_ret2 import ReT2Config
 from .modeling_ret2 import ReT2Model
@@ -73,10 +74,12 @@ class BaseEncoder:
         self._forward: Callable[..., Any] = self.model
         self.compiled: str | None = None
 
-    #: Images are resized to about this side by the model's processor, so document image files
-    #: (indexing: many large photos) are decoded no larger (see :func:`ret2vqa.images.load_image`);
-    #: ``None``: full size. Queries are always decoded at full size, so a question's vector is the
-    #: same whether its image arrives as a path (``ask``), as bytes (``serve``) or as a PIL image.
+    #: Images are resized to about this side by the model's processor (``None``: unknown). Every
+    #: image is first cut by a whole factor towards it (:func:`ret2vqa.images.reduce_to_side`), so
+    #: the processor never resizes a full photo; document image files (indexing: many large photos)
+    #: are also decoded no larger (see :func:`ret2vqa.images.load_image`). Query images are decoded
+    #: whole before the cut, so a question's vector is the same whether its image arrives as a path
+    #: (``ask``), as bytes (``serve``) or as a PIL image.
     image_decode_size: int | None = None
 
     # ------------------------------------------------------------------ compilation
@@ -273,7 +276,7 @@ class BaseEncoder:
         if not item.has_image:
             return None
         try:
-            return load_image(item.image, index, decode_size)
+            return reduce_to_side(load_image(item.image, index, decode_size), self.image_decode_size)
         except ItemError as exc:
             if on_bad_image is None or not item.has_text:
                 raise

@@ -11,7 +11,6 @@ row (the empty string, or zeros for pixels) that the model never looks at.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, BatchEncoding
 
 from ret2vqa.errors import ConfigError, InputError
+from ret2vqa.images import image_side
 
 from .backbones import BackboneSpec, backbone_spec
 from .modeling_ret2 import presence_of
@@ -83,26 +83,6 @@ def load_image(image: ImageLike, index: int, min_size: int | None = None) -> Ima
         return open_image(image, min_size)
     except (FileNotFoundError, ValueError, TypeError) as exc:
         raise ItemError(index, str(exc)) from exc
-
-
-def image_side(image_processor: Any) -> int | None:
-    """About the side, in pixels, that ``image_processor`` resizes images to (``None``: unknown).
-
-    CLIP: the shortest edge; SigLIP: the larger of height and width; SigLIP 2: the side of
-    a square with its patch budget."""
-    size = getattr(image_processor, "size", None)  # a dict, or transformers 5's SizeDict
-
-    def field(name: str) -> Any:
-        return size.get(name) if isinstance(size, dict) else getattr(size, name, None)
-
-    if field("shortest_edge"):
-        return int(field("shortest_edge"))
-    if field("height") and field("width"):
-        return int(max(field("height"), field("width")))
-    patches, patch = getattr(image_processor, "max_num_patches", None), getattr(image_processor, "patch_size", None)
-    if patches and patch:
-        return int(patch * math.isqrt(int(patches)))
-    return None
 
 
 class ReT2Processor:

@@ -257,7 +257,8 @@ def test_question_and_image_are_never_cut(qwen, image, caplog):
 
 def test_build_prompt_loads_the_image_from_a_path(qwen, fixtures_dir):
     built = build_prompt(qwen, QUESTION, fixtures_dir / "images" / "rocket.jpg", PASSAGES[:1], token_budget=4096)
-    assert built.image.mode == "RGB" and built.image.size == (640, 427)
+    # 640x427 photo, a processor that resizes to at most 32x32 pixels: cut by 6, both sides still >= 2 x 32
+    assert built.image.mode == "RGB" and built.image.size == (107, 72)
     assert built.context == LINES[:1]
     with pytest.raises(FileNotFoundError, match="no-such.jpg"):
         build_prompt(qwen, QUESTION, fixtures_dir / "images" / "no-such.jpg")
