@@ -18,7 +18,8 @@ the seed as revision (``seed0`` by default), and the composition root
   ``num2words``), ``llava``, ``llava_next``, ``llava_onevision``
   (:func:`build_tiny_generator`): the real ``*ForConditionalGeneration`` model, processor
   with its placeholder expansion and a chat template in the family's style, two layers of
-  width 32 and a small BPE tokenizer trained in-process on a built-in text.
+  width 32 and a BPE tokenizer on the first 16,000 merges of CLIP's (``rag/tiny_bpe_merges.txt``),
+  so that prompts are about as long as a real tokenizer makes them.
   :func:`save_tiny_generator_checkpoint` writes one as a checkpoint directory that loads
   through the ordinary ``AutoProcessor`` / ``AutoModelForImageTextToText`` path.
 """
@@ -187,25 +188,14 @@ def build_tiny_dual_encoder(backbone: str = "clip", seed: int = 0, device: str =
 # Generators
 # ---------------------------------------------------------------------------------------
 
-# A few paragraphs to learn BPE merges from: enough for realistic sub-word splits.
-_CORPUS = """
-The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It was
-completed in 1889 as the entrance to the World's Fair and is 330 metres tall.
-The Colosseum is an elliptical amphitheatre in the centre of the city of Rome, Italy. Construction
-began under the emperor Vespasian in AD 72 and was completed in AD 80 under his successor Titus.
-The Statue of Liberty is a colossal neoclassical sculpture on Liberty Island in New York Harbor,
-a gift from the people of France to the people of the United States, dedicated in 1886.
-The domestic cat is a small carnivorous mammal. It is the only domesticated species of the family
-Felidae. Cats are valued by humans for companionship and for their ability to kill vermin.
-A rocket is a vehicle that uses jet propulsion to accelerate without using the surrounding air.
-The Saturn V rocket was used by NASA between 1967 and 1973 and carried astronauts to the Moon.
-Question: Which year was this building completed? Answer the question using a single word or
-short phrase. Context: What is the name of this animal? Who designed it? How tall is it? When was
-it built? Where is it located? What is the capital of this country? Which river flows through it?
-The quick brown fox jumps over the lazy dog. 0 1 2 3 4 5 6 7 8 9 10 100 1000 2024 1990s.
-"""
-
-_ALPHABET = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n.,;:!?'\"()[]{}-_/*+=<>|&%$#@~^`\\")
+#: The tiny generators' BPE merges: the first 16,000 merges of OpenAI CLIP's vocabulary (MIT
+#: licence) made of printable ASCII pieces, in CLIP's order (most frequent first). A real
+#: tokenizer's merges give prompts a real tokenizer's length (about 3.7 characters per token
+#: on the demo passages; Qwen2's and Llama's tokenizers make about 4): attention cost, which
+#: grows with the square of the prompt, is then what it would be with real models.
+_MERGES_FILE = Path(__file__).with_name("tiny_bpe_merges.txt")
+#: Characters of the base vocabulary (text is lowercased, and split at whitespace, first).
+_ALPHABET = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()[]{}-_/*+=<>|&%$#@~^`\\")
 
 _QWEN_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% for message in messages %}"
@@ -454,15 +444,20 @@ def missing_requirements(family: str) -> list[str]:
 
 
 @functools.cache
-def _trained_tokenizer_json(specials: tuple[str, ...], bos: str | None, add_bos: bool) -> str:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+def _tokenizer_json(specials: tuple[str, ...], bos: str | None, add_bos: bool) -> str:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>" if "<unk>" in specials else None, fuse_unk=True))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=list(specials), initial_alphabet=_ALPHABET + ["▁"],
-                                  show_progress=False)
-    tok.train_from_iterator([_CORPUS], trainer=trainer)
+    lines = _MERGES_FILE.read_text(encoding="utf-8").splitlines()[1:]  # the first line is the header
+    merges = [tuple(line.split(" ")) for line in lines if line]
+    vocab: dict[str, int] = {}
+    for token in [*specials, *_ALPHABET, *(c + "</w>" for c in _ALPHABET), *(a + b for a, b in merges)]:
+        vocab.setdefault(token, len(vocab))
+    unk = "<unk>" if "<unk>" in specials else None
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, end_of_word_suffix="</w>", unk_token=unk, fuse_unk=True))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    tok.add_special_tokens(list(specials))
     if add_bos and bos:
         tok.post_processor = processors.TemplateProcessing(
             single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
@@ -471,13 +466,13 @@ def _trained_tokenizer_json(specials: tuple[str, ...], bos: str | None, add_bos:
 
 
 def _tokenizer(family: str) -> Any:
-    """A small BPE tokenizer (SentencePiece-style word boundaries) with the family's special tokens,
-    trained in-process on a built-in text, so it is identical on every machine."""
+    """A BPE tokenizer on CLIP's merges (``_MERGES_FILE``: lowercased, word-final ``</w>`` pieces)
+    with the family's special tokens, the same on every machine."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     spec = _family(family)
-    backend = Tokenizer.from_str(_trained_tokenizer_json(spec.specials, spec.bos, spec.add_bos))
+    backend = Tokenizer.from_str(_tokenizer_json(spec.specials, spec.bos, spec.add_bos))
     named = {"eos_token": spec.eos, "pad_token": spec.pad}
     if spec.bos:
         named["bos_token"] = spec.bos

@@ -277,3 +277,20 @@ def test_when_everything_fits_one_count_is_made_and_the_prompt_is_the_unbudgeted
     assert len(calls) == 1
     tight = PromptBuilder(processor, token_budget=unbounded.num_tokens - 1).build("Where is it?", None, PASSAGES)
     assert tight.num_tokens <= unbounded.num_tokens - 1 and tight.truncated
+
+
+def test_tiny_tokenizer_makes_prompts_about_as_long_as_a_real_tokenizer(qwen):
+    """The tiny generators use CLIP's BPE merges, so the demo passages take about as many tokens as
+    a real model's tokenizer makes of them (~4 characters per token): a toy vocabulary of a few
+    hundred pieces made them ~1.8, and prompts twice as long as real ones."""
+    import json
+
+    from rag.demo import KB_FILE
+
+    text = "\n".join(json.loads(line)["text"] for line in KB_FILE.read_text().splitlines() if line.strip())
+    ids = qwen.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(text) / len(ids) > 3.3
+    # lowercased, split at whitespace; words come back as written, special tokens stay whole
+    assert qwen.tokenizer.decode(qwen.tokenizer("The Eiffel Tower, completed in 1889.")["input_ids"]) == \
+        "the eiffel tower, completed in 1889."
+    assert qwen.tokenizer.convert_ids_to_tokens(qwen.tokenizer("<|im_start|>user")["input_ids"])[0] == "<|im_start|>"
