@@ -87,10 +87,10 @@ def check_vectors(args) -> dict[str, Any]:
 
     name = "clip-tiny" if args.smoke else "clip-vit-b32"
     config = CLIPConfig(**BACKBONES[name])
-    config.text_config.vocab_size = 128
+    processor = build_tiny_ret2_processor("clip", image_size=config.vision_config.image_size, max_text_length=77)
+    config.text_config.vocab_size = len(processor.tokenizer)  # the tiny tokenizer's ids
     torch.manual_seed(0)
     model = ReT2Model(ReT2Config(backbone_config=config, max_text_length=77))
-    processor = build_tiny_ret2_processor("clip", image_size=config.vision_config.image_size, max_text_length=77)
     full = ReT2Encoder(model, processor, device=args.device, dtype="float32").encode(items)
     half = ReT2Encoder(model, processor, device=args.device, dtype="bfloat16").encode(items)
     cos = min_cosine(full, half)

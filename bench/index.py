@@ -95,10 +95,10 @@ def sized_encoder(backbone: str, device: str | None, dtype: str):
     from encoder import BACKBONES
 
     config = CLIPConfig(**BACKBONES[backbone])
-    config.text_config.vocab_size = 128  # the character tokenizer's ids
+    processor = build_tiny_ret2_processor("clip", image_size=config.vision_config.image_size, max_text_length=77)
+    config.text_config.vocab_size = len(processor.tokenizer)  # the tiny tokenizer's ids
     torch.manual_seed(0)
     model = ReT2Model(ReT2Config(backbone_config=config, max_text_length=77))
-    processor = build_tiny_ret2_processor("clip", image_size=config.vision_config.image_size, max_text_length=77)
     return ReT2Encoder(model, processor, name_or_path=f"random:{backbone}", device=device, dtype=dtype,
                        image_workers=min(16, os.cpu_count() or 4))
 

@@ -13,7 +13,7 @@ the seed as revision (``seed0`` by default), and the composition root
   ReT-2 encoder (``type: ret2``, :func:`build_tiny_encoder`) or the zero-shot dual encoder
   (``type: dual_encoder``, :func:`build_tiny_dual_encoder`): the family's real config class
   (``CLIPConfig``, ``SiglipConfig``, ``Siglip2Config``) with 3 blocks per tower, a
-  character-level tokenizer and the family's image processor;
+  tokenizer on CLIP's BPE merges (as the generators') and the family's image processor;
 * generators: ``tiny-random/qwen2_vl``, ``qwen2_5_vl``, ``idefics3``, ``smolvlm`` (needs
   ``num2words``), ``llava``, ``llava_next``, ``llava_onevision``
   (:func:`build_tiny_generator`): the real ``*ForConditionalGeneration`` model, processor
@@ -49,20 +49,13 @@ from retriever.baseline import DualEncoder
 TINY_SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>"]
 
 
-def build_char_tokenizer(model_max_length: int = 128) -> PreTrainedTokenizerFast:
-    """A character-level tokenizer over printable ASCII, with ``<s> ... </s>`` framing."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+def build_encoder_tokenizer(model_max_length: int = 128) -> PreTrainedTokenizerFast:
+    """The tiny encoders' tokenizer: CLIP's BPE merges (as the generators'), with ``<s> ... </s>`` framing."""
+    from tokenizers import Tokenizer
 
-    chars = [chr(i) for i in range(32, 127)]
-    vocab = {tok: i for i, tok in enumerate(TINY_SPECIAL_TOKENS + chars)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", vocab["<s>"]), ("</s>", vocab["</s>"])]
-    )
+    backend = Tokenizer.from_str(_tokenizer_json(tuple(TINY_SPECIAL_TOKENS), "<s>", "</s>"))
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=backend,
         pad_token="<pad>",
         unk_token="<unk>",
         bos_token="<s>",
@@ -72,13 +65,14 @@ def build_char_tokenizer(model_max_length: int = 128) -> PreTrainedTokenizerFast
 
 
 def tiny_backbone_config(
-    backbone: str = "clip", num_layers: int = 3, image_size: int = 32, max_text_length: int = 128, vocab_size: int = 99
+    backbone: str = "clip", num_layers: int = 3, image_size: int = 32, max_text_length: int = 128,
+    vocab_size: int | None = None,
 ) -> PretrainedConfig:
     """A toy dual-encoder config of the given family (3 blocks per tower, widths 32/48)."""
     from transformers import CLIPConfig, Siglip2Config, SiglipConfig
 
     text = dict(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size or len(build_encoder_tokenizer()),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=num_layers,
@@ -102,8 +96,8 @@ def tiny_backbone_config(
 
 
 def build_tiny_ret2_processor(backbone: str = "clip", image_size: int = 32, max_text_length: int = 128) -> ReT2Processor:
-    """Char tokenizer + the family's image processor at ``image_size`` pixels."""
-    tokenizer = build_char_tokenizer(max_text_length)
+    """The BPE tokenizer + the family's image processor at ``image_size`` pixels."""
+    tokenizer = build_encoder_tokenizer(max_text_length)
     if backbone == "clip":
         from transformers import CLIPImageProcessorPil as CLIPImageProcessor  # PIL backend: no torchvision needed
 
@@ -135,9 +129,8 @@ def build_tiny_ret2_model(backbone: str = "clip", seed: int = 0, **overrides: An
     image_size = settings.pop("image_size", 32)
     max_text_length = settings.pop("max_text_length", 128)
     num_layers = settings.pop("num_layers", 3)
-    vocab = len(TINY_SPECIAL_TOKENS) + 95
     config = ReT2Config(
-        backbone_config=tiny_backbone_config(backbone, num_layers, image_size, max_text_length, vocab),
+        backbone_config=tiny_backbone_config(backbone, num_layers, image_size, max_text_length),
         backbone_name_or_path=f"tiny-random-{backbone}",
         max_text_length=max_text_length,
         **settings,
@@ -444,7 +437,10 @@ def missing_requirements(family: str) -> list[str]:
 
 
 @functools.cache
-def _tokenizer_json(specials: tuple[str, ...], bos: str | None, add_bos: bool) -> str:
+def _tokenizer_json(specials: tuple[str, ...], prefix: str | None = None, suffix: str | None = None) -> str:
+    """A BPE tokenizer on CLIP's merges (``_MERGES_FILE``: lowercased text split at whitespace,
+    word-final ``</w>`` pieces) with ``specials`` first in its vocabulary, framing each text
+    with ``prefix`` / ``suffix`` when given."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     lines = _MERGES_FILE.read_text(encoding="utf-8").splitlines()[1:]  # the first line is the header
@@ -458,9 +454,12 @@ def _tokenizer_json(specials: tuple[str, ...], bos: str | None, add_bos: bool) -
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.BPEDecoder(suffix="</w>")
     tok.add_special_tokens(list(specials))
-    if add_bos and bos:
+    if prefix or suffix:
+        framing = [t for t in (prefix, suffix) if t]
+        single = " ".join(t for t in (prefix, "$A", suffix) if t)
+        pair = " ".join(t for t in (prefix, "$A", suffix, prefix, "$B", suffix) if t)
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+            single=single, pair=pair, special_tokens=[(t, tok.token_to_id(t)) for t in framing]
         )
     return tok.to_str()
 
@@ -472,7 +471,7 @@ def _tokenizer(family: str) -> Any:
     from transformers import PreTrainedTokenizerFast
 
     spec = _family(family)
-    backend = Tokenizer.from_str(_tokenizer_json(spec.specials, spec.bos, spec.add_bos))
+    backend = Tokenizer.from_str(_tokenizer_json(spec.specials, spec.bos if spec.add_bos else None))
     named = {"eos_token": spec.eos, "pad_token": spec.pad}
     if spec.bos:
         named["bos_token"] = spec.bos

@@ -21,6 +21,19 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_YAML = REPO_ROOT / "configs" / "tiny.yaml"
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Commands run in-process (``demo --tiny``, ``serve``) set torch's thread count for the whole
+    process; restore it, so that a later test computes as its subprocesses do (same thread count,
+    same floating-point summation order)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def write_tiny_config(path: Path, base: Path = TINY_YAML, **sections: dict) -> Path:
     """``base`` (configs/tiny.yaml) with keys of its sections replaced, e.g. ``store={"path": ...}``,
     written to ``path``: the config file a user would edit, for tests that run commands on it."""
