@@ -185,14 +185,31 @@ class Pipeline:
         retrieved = self.retrieve_batch(queries, k=k, filter=filter, timings=timings)
         return self.generate_batch(queries, retrieved, timings=timings, started=start)
 
-    def generate_batch(
-        self, queries: Sequence[Any], retrieved: Sequence[Sequence[Passage]],
-        timings: dict[str, float] | None = None, started: float | None = None,
-    ) -> list[PipelineAnswer]:
-        """Answer each query from its (already retrieved) passages, in the given rank order."""
+    def _require_generator(self) -> Any:
         if self.generator is None:
             raise ConfigError("this pipeline has no generator (config `generator: null` or load_generator=False)",
                               "generator")
+        return self.generator
+
+    def build_prompts(self, queries: Sequence[Any], retrieved: Sequence[Sequence[Passage]]) -> list[Any]:
+        """The generator's prompt for each query and its passages (what :meth:`generate_batch` would build).
+
+        Building them apart lets a server prepare the next batch's prompts while the model
+        generates the current one (:class:`rag.serve.batcher.Batcher`).
+        """
+        generator = self._require_generator()
+        queries = [Query.coerce(q) for q in queries]
+        return [generator.build_prompt(q.question, q.image, passages) for q, passages in zip(queries, retrieved)]
+
+    def generate_batch(
+        self, queries: Sequence[Any], retrieved: Sequence[Sequence[Passage]],
+        timings: dict[str, float] | None = None, started: float | None = None, prompts: Sequence[Any] | None = None,
+    ) -> list[PipelineAnswer]:
+        """Answer each query from its (already retrieved) passages, in the given rank order.
+
+        ``prompts``: the queries' prompts when already built (:meth:`build_prompts`).
+        """
+        generator = self._require_generator()
         from generator import GenerationRequest
 
         queries = [Query.coerce(q) for q in queries]
@@ -200,8 +217,8 @@ class Pipeline:
         start = time.perf_counter()
         requests = [GenerationRequest(question=q.question, image=q.image, passages=list(passages))
                     for q, passages in zip(queries, retrieved)]
-        results = self.generator.generate(requests)
-        timings["generate_ms"] = _ms(start)
+        results = generator.generate(requests, prompts=prompts)
+        timings["generate_ms"] = timings.get("generate_ms", 0.0) + _ms(start)
         timings["total_ms"] = _ms(started if started is not None else start)
         # Per-item timings of a batch are the batch's divided by its size.
         per_item = {key: value / max(1, len(queries)) for key, value in timings.items()}

@@ -168,6 +168,35 @@ def test_concurrent_requests_are_batched_without_changing_answers(base_url, tiny
         assert r["answer"] == tiny_pipeline.answer(q, str(ROCKET)).answer
 
 
+def test_retrieval_of_the_next_batch_runs_while_the_current_one_generates(tiny_pipeline, monkeypatch):
+    """Retrieval and generation are separate stages: a search is answered while an answer is still
+    being generated (and the answer then arrives, with the prompts built by the retrieval stage)."""
+    generator = tiny_pipeline.generator
+    original = generator.generate
+    generating, release = threading.Event(), threading.Event()
+    seen_prompts = []
+
+    def generate(requests, **kwargs):  # holds the generation stage until the search has been answered
+        seen_prompts.append(kwargs.get("prompts"))
+        generating.set()
+        assert release.wait(30)
+        return original(requests, **kwargs)
+
+    monkeypatch.setattr(generator, "generate", generate)
+    with running_server(tiny_pipeline, ServeConfig(max_batch_size=8, max_wait_ms=5)) as url, \
+            ThreadPoolExecutor(2) as pool:
+        answering = pool.submit(httpx.post, f"{url}/v1/answer", data={"question": "Which rocket is this?"},
+                                files=image_part(), timeout=60)
+        assert generating.wait(30)
+        found = httpx.post(f"{url}/v1/search", data={"question": "Which rocket is this?"}, timeout=30)
+        assert found.status_code == 200 and found.json()["passages"] and not answering.done()
+        release.set()
+        answered = answering.result()
+    assert answered.status_code == 200 and answered.json()["answer"] == tiny_pipeline.answer(
+        "Which rocket is this?", str(ROCKET)).answer
+    assert seen_prompts and seen_prompts[0] is not None and len(seen_prompts[0]) == 1
+
+
 # ------------------------------------------------------------------ bad input, each beside a good request
 
 

@@ -1,15 +1,22 @@
 """Micro-batching: concurrent requests are encoded, searched and answered together.
 
-One worker thread owns the models. Request handlers (on the event loop) put a
-:class:`Job` on a queue and await its future; there is no thread hop per request. The
-worker takes the first waiting job and then gathers more, up to ``max_batch_size``,
-waiting at most ``max_wait_ms``, and only while more work is known to be coming: other
-requests still being received (``incoming``) or a previous batch that was larger than
-one (several clients are active). A lone client therefore never waits for a batch that
-will not fill. A batch is one encoder call and one store search per distinct ``k``, then
-one batched generation (left padding) for the jobs that want an answer.
+Two worker threads own the models, one per stage, so that the next batch is retrieved
+while the current one is generated (the stages overlap wherever the models release the
+GIL, in their kernels, Pillow and the tokenizers):
 
-A failing batch is retried one job at a time, so one bad request never fails the others.
+* retrieval (``ret2vqa-retrieve``): takes the first waiting job and then gathers more, up
+  to ``max_batch_size``, waiting at most ``max_wait_ms``, and only while more work is known
+  to be coming: other requests still being received (``incoming``) or a previous batch that
+  was larger than one (several clients are active). A lone client therefore never waits for
+  a batch that will not fill. A batch is one encoder call and one store search per distinct
+  ``k``; search jobs are answered here, and the answer jobs' prompts are built;
+* generation (``ret2vqa-generate``): one batched generation (left padding) per batch that
+  retrieval hands over. At most one batch waits between the stages, so requests that
+  arrive meanwhile make the next batch bigger instead of queueing behind small ones.
+
+Request handlers (on the event loop) put a :class:`Job` on a queue and await its future;
+there is no thread hop per request. A batch that fails in either stage is retried there
+one job at a time, so one bad request never fails the others.
 """
 
 from __future__ import annotations
@@ -56,8 +63,27 @@ class QueueFull(Exception):
     """More requests are waiting than ``serve.max_queue`` allows."""
 
 
+@dataclass
+class Retrieved:
+    """A batch between the stages: its answer jobs, their passages and prompts, and the times so far."""
+
+    jobs: list[Job]
+    passages: list[list[Any]]
+    prompts: list[Any]
+    timings: list[dict[str, float]]  # per job
+    batch_timings: dict[str, float]
+    batch_size: int  # of the whole micro-batch, search jobs included
+    queue_ms: list[float]
+
+    def split(self) -> list["Retrieved"]:
+        """One batch per job (to find which one fails)."""
+        return [Retrieved([job], [passages], [prompt], [timings], dict(self.batch_timings), self.batch_size, [queued])
+                for job, passages, prompt, timings, queued in
+                zip(self.jobs, self.passages, self.prompts, self.timings, self.queue_ms)]
+
+
 class Batcher:
-    """Runs the jobs of ``pipeline`` in micro-batches on one worker thread."""
+    """Runs the jobs of ``pipeline`` in micro-batches, retrieval and generation on a thread each."""
 
     def __init__(self, pipeline: Any, max_batch_size: int = 8, max_wait_ms: float = 10.0, max_queue: int = 256,
                  on_batch: Callable[[int, dict[str, float]], None] | None = None):
@@ -65,12 +91,15 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
+        #: Called once per micro-batch with its size and its stage times (ms), when it is done.
         self.on_batch = on_batch
         #: Requests accepted by the HTTP layer but not yet queued (being received or decoded).
         self.incoming = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._retrieved: queue.Queue = queue.Queue(maxsize=1)  # retrieval runs at most one batch ahead
         self._last_batch = 1
-        self._thread = threading.Thread(target=self._run, name="ret2vqa-batcher", daemon=True)
+        self._threads = [threading.Thread(target=self._run_retrieval, name="ret2vqa-retrieve", daemon=True),
+                         threading.Thread(target=self._run_generation, name="ret2vqa-generate", daemon=True)]
         self._started = False
         # The store is used from the worker (searches) and from request threads (passage lookups).
         self._store_lock = threading.Lock()
@@ -84,17 +113,20 @@ class Batcher:
     def start(self) -> None:
         if not self._started:
             self._started = True
-            self._thread.start()
+            for thread in self._threads:
+                thread.start()
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return all(thread.is_alive() for thread in self._threads)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish every job already queued, then stop the worker."""
+        """Finish every job already queued, then stop the workers."""
         if self._started:
             self._queue.put(_STOP)
-            self._thread.join(timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for thread in self._threads:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     @property
     def depth(self) -> int:
@@ -110,7 +142,7 @@ class Batcher:
         self._queue.put(job)
         return job
 
-    # ------------------------------------------------------------------ the worker
+    # ------------------------------------------------------------------ stage 1: retrieval
     def _gather(self, first: Job) -> tuple[list[Job], bool]:
         batch, stop = [first], False
         deadline = time.perf_counter() + self.max_wait_s
@@ -132,37 +164,36 @@ class Batcher:
             batch.append(item)
         return batch, stop
 
-    def _run(self) -> None:
+    def _run_retrieval(self) -> None:
         stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch, stop = self._gather(first)
-            jobs = [job for job in batch if not job.cancelled]
-            self._last_batch = len(batch)
-            if jobs:
-                try:
-                    self._process(jobs)
-                except BaseException as exc:  # pragma: no cover - _process reports errors per job
-                    logger.exception("batch failed")
-                    for job in jobs:
-                        _resolve(job, exc=exc)
-
-    def _process(self, jobs: list[Job]) -> None:
         try:
-            results = self._run_batch(jobs)
+            while not stop:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                batch, stop = self._gather(first)
+                jobs = [job for job in batch if not job.cancelled]
+                self._last_batch = len(batch)
+                if jobs:
+                    self._retrieve(jobs, len(jobs))
+        finally:
+            self._retrieved.put(_STOP)
+
+    def _retrieve(self, jobs: list[Job], batch_size: int) -> None:
+        try:
+            retrieved = self._retrieval_stage(jobs, batch_size)
         except Exception as exc:
             if len(jobs) > 1:  # find the culprit: one bad request must not fail the others
                 for job in jobs:
-                    self._process([job])
+                    self._retrieve([job], batch_size)
                 return
             _resolve(jobs[0], exc=exc)
             return
-        for job, result in zip(jobs, results):
-            _resolve(job, value=result)
+        if retrieved is not None:
+            self._retrieved.put(retrieved)
 
-    def _run_batch(self, jobs: list[Job]) -> list[JobResult]:
+    def _retrieval_stage(self, jobs: list[Job], batch_size: int) -> Retrieved | None:
+        """Encode and search ``jobs``; answer the search jobs; build the answer jobs' prompts."""
         from rag.pipeline import Query
 
         pipeline = self.pipeline
@@ -185,28 +216,68 @@ class Batcher:
             for key, value in timings.items():
                 batch_timings[key] = batch_timings.get(key, 0.0) + value
         answering = [i for i, job in enumerate(jobs) if job.kind == "answer"]
-        values: list[Any] = list(retrieved)
+        prompts: list[Any] = []
         if answering:
             start = time.perf_counter()
-            answers = pipeline.generate_batch([Query(jobs[i].question, jobs[i].image) for i in answering],
-                                              [retrieved[i] for i in answering])
-            generate_ms = (time.perf_counter() - start) * 1000.0
-            batch_timings["generate_ms"] = generate_ms
-            for i, answer in zip(answering, answers):
-                per_job[i]["generate_ms"] = generate_ms / len(answering)
-                values[i] = answer
-        total_ms = (time.perf_counter() - started) * 1000.0
-        batch_timings["total_ms"] = total_ms
-        if self.on_batch is not None:
-            self.on_batch(len(jobs), batch_timings)
-        results = []
+            prompts = pipeline.build_prompts([Query(jobs[i].question, jobs[i].image) for i in answering],
+                                             [retrieved[i] for i in answering])
+            prompt_ms = (time.perf_counter() - start) * 1000.0
+            batch_timings["generate_ms"] = prompt_ms  # prompt building is part of generation, as in `ask`
+            for i in answering:
+                per_job[i]["generate_ms"] = prompt_ms / len(answering)
         for i, job in enumerate(jobs):
-            timings = dict(per_job[i])
-            timings["total_ms"] = sum(timings.values())
-            if job.kind == "answer":
-                values[i].timings = timings
-            results.append(JobResult(values[i], timings, len(jobs), queue_ms[i]))
+            if job.kind != "answer":
+                timings = dict(per_job[i])
+                timings["total_ms"] = sum(timings.values())
+                _resolve(job, value=JobResult(retrieved[i], timings, batch_size, queue_ms[i]))
+        if not answering:
+            self._observe(len(jobs), batch_timings)
+            return None
+        return Retrieved([jobs[i] for i in answering], [retrieved[i] for i in answering], prompts,
+                         [per_job[i] for i in answering], batch_timings, batch_size, [queue_ms[i] for i in answering])
+
+    # ------------------------------------------------------------------ stage 2: generation
+    def _run_generation(self) -> None:
+        while (batch := self._retrieved.get()) is not _STOP:
+            self._generate(batch)
+
+    def _generate(self, batch: Retrieved) -> None:
+        try:
+            results = self._generation_stage(batch)
+        except Exception as exc:
+            if len(batch.jobs) > 1:
+                for single in batch.split():
+                    self._generate(single)
+                return
+            _resolve(batch.jobs[0], exc=exc)
+            return
+        for job, result in zip(batch.jobs, results):
+            _resolve(job, value=result)
+
+    def _generation_stage(self, batch: Retrieved) -> list[JobResult]:
+        from rag.pipeline import Query
+
+        start = time.perf_counter()
+        answers = self.pipeline.generate_batch([Query(job.question, job.image) for job in batch.jobs], batch.passages,
+                                               prompts=batch.prompts)
+        generate_ms = (time.perf_counter() - start) * 1000.0
+        timings = dict(batch.batch_timings)
+        timings["generate_ms"] = timings.get("generate_ms", 0.0) + generate_ms
+        self._observe(batch.batch_size, timings)
+        results = []
+        for answer, job_timings, queue_ms in zip(answers, batch.timings, batch.queue_ms):
+            job_timings = dict(job_timings)
+            job_timings["generate_ms"] = job_timings.get("generate_ms", 0.0) + generate_ms / len(batch.jobs)
+            job_timings["total_ms"] = sum(job_timings.values())
+            answer.timings = job_timings
+            results.append(JobResult(answer, job_timings, batch.batch_size, queue_ms))
         return results
+
+    def _observe(self, size: int, timings: dict[str, float]) -> None:
+        if self.on_batch is not None:
+            timings = dict(timings)
+            timings["total_ms"] = sum(timings.values())
+            self.on_batch(size, timings)
 
 
 def _resolve(job: Job, value: Any = None, exc: BaseException | None = None) -> None:
