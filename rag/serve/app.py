@@ -153,7 +153,11 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
         queued = False
         try:
             fields = await read_form(request, config)
-            form = parse_question_form(fields, config)
+            if fields.get("image"):  # decoding is C code that releases the GIL: off the event loop, it
+                # overlaps the other requests' parsing and the models instead of delaying them
+                form = await asyncio.get_running_loop().run_in_executor(None, parse_question_form, fields, config)
+            else:
+                form = parse_question_form(fields, config)
             k = form.k if form.k is not None else pipeline.config.retrieval.k
             if kind == "answer" and not form.question:
                 form.question = DEFAULT_QUESTION
