@@ -126,6 +126,34 @@ def test_passage_image_is_served(client):
     assert r.content == ROCKET.read_bytes()
 
 
+def test_passage_images_of_a_collection_indexed_without_image_root_come_from_the_kb_folder(tmp_path):
+    """The readers resolved relative image paths against the KB file's folder, so the server (and the
+    LangChain adapters, through the same rag.ingest.indexer.collection_image_root) look there too."""
+    import json
+    import shutil
+
+    from rag.ingest.indexer import build_index, collection_image_root
+    from rag.pipeline import Pipeline
+
+    kb_dir = tmp_path / "kb"
+    (kb_dir / "photos").mkdir(parents=True)
+    shutil.copy(ROCKET, kb_dir / "photos" / "rocket.jpg")
+    kb = kb_dir / "kb.jsonl"
+    kb.write_text("\n".join(json.dumps(row) for row in [
+        {"id": "falcon", "text": "Falcon 9 is a launch vehicle.", "image": "photos/rocket.jpg"},
+        {"id": "plain", "text": "A passage without an image."}]) + "\n")
+    cfg = tiny_pipeline_config(tmp_path / "store")
+    cfg.ingest.image_root = None
+    build_index(cfg, kb, "jsonl", show_progress=False)
+    with Pipeline.from_config(cfg, load_generator=False) as pipeline:
+        assert collection_image_root(pipeline.store) == kb_dir.resolve()
+        assert collection_image_root(pipeline.store, str(DEMO_DIR)) == DEMO_DIR.resolve()  # the config wins
+        with running_server(pipeline, ServeConfig()) as url:
+            served = httpx.get(f"{url}/v1/passages/falcon/image")
+            assert served.status_code == 200 and served.content == ROCKET.read_bytes()
+            assert httpx.get(f"{url}/v1/passages/plain/image").status_code == 404
+
+
 def test_health_ready_metrics_docs(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")

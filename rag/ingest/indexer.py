@@ -44,6 +44,34 @@ logger = logging.getLogger(__name__)
 STATE_NAME = "ingest"
 
 
+def collection_image_root(store: Any, configured: str | None = None) -> Path | None:
+    """The directory a collection's relative passage image paths are relative to (``None``: unknown).
+
+    ``configured`` (the current config's ``ingest.image_root``) when given, else the
+    ``ingest.image_root`` recorded when the collection was built, else the directory of the
+    knowledge-base file it was indexed from: where the readers resolved relative paths
+    (:mod:`rag.ingest.readers`). The server serves passage images from it, and the LangChain
+    adapters turn stored paths into absolute ones with it.
+    """
+    root = configured
+    if not root:
+        try:
+            root = (store.metadata.config.get("ingest") or {}).get("image_root")
+        except AttributeError:  # a store without metadata
+            root = None
+    if root:
+        return Path(root).expanduser().resolve()
+    try:
+        states = store.load_state(STATE_NAME) or {}
+    except Exception:  # a store without state records (or one that cannot read them) has no known root
+        return None
+    for state in states.values():
+        source = (state or {}).get("source") or {}
+        if source.get("path"):
+            return Path(source["path"]).expanduser().resolve().parent
+    return None
+
+
 @dataclass
 class IndexReport:
     """What an indexing run did; :meth:`summary` is printed at the end of ``index build``."""

@@ -1,4 +1,4 @@
-"""Stored passages as LangChain ``Document`` objects, and what a collection's relative image paths are relative to.
+"""Stored passages as LangChain ``Document`` objects.
 
 A document's ``metadata`` holds the passage's payload fields (``title``, ``url``,
 ``topic``, ``source``, ``wikidata_id``...): the same names a ``filter`` takes, so what a
@@ -21,36 +21,10 @@ from langchain_core.documents import Document
 
 from ret2vqa.passage import PASSAGE_ID_KEY, Passage
 
-__all__ = ["HIDDEN_PAYLOAD", "image_root", "passage_metadata", "passage_to_document", "resolve_image"]
+__all__ = ["HIDDEN_PAYLOAD", "passage_metadata", "passage_to_document", "resolve_image"]
 
 #: Payload fields that a document shows elsewhere: ``Document.id``, ``page_content``, ``metadata["image"]``.
 HIDDEN_PAYLOAD = frozenset({PASSAGE_ID_KEY, "text", "image_path"})
-
-
-def image_root(store: Any) -> Path | None:
-    """The directory a collection's relative passage image paths are relative to, if it can tell.
-
-    That is ``ingest.image_root`` as recorded when the collection was built, else the
-    directory of the knowledge-base file it was indexed from (what the readers resolve
-    relative paths against, ``rag.ingest.readers``).
-    """
-    try:
-        recorded = (store.metadata.config.get("ingest") or {}).get("image_root")
-    except AttributeError:
-        recorded = None
-    if recorded:
-        return Path(recorded).expanduser().resolve()
-    try:
-        from rag.ingest.indexer import STATE_NAME
-
-        states = store.load_state(STATE_NAME) or {}
-    except Exception:  # a store without state records (or one that cannot read them) has no known root
-        return None
-    for state in states.values():
-        source = (state or {}).get("source") or {}
-        if source.get("path"):
-            return Path(source["path"]).parent
-    return None
 
 
 def resolve_image(path: Any, root: Path | None) -> Any:

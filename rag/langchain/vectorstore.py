@@ -25,10 +25,11 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
+from rag.ingest.indexer import collection_image_root
 from ret2vqa.errors import ConfigError, InputError
 
 from ..pipeline import Pipeline
-from .documents import HIDDEN_PAYLOAD, image_root, passage_to_document
+from .documents import HIDDEN_PAYLOAD, passage_to_document
 from .embeddings import ReT2Embeddings
 from .queries import parse_query
 from .retriever import ReT2Retriever
@@ -114,7 +115,7 @@ class ReT2VectorStore(VectorStore):
 
     def _image_base(self) -> Any:
         if self._root is False:
-            self._root = image_root(self.store)
+            self._root = collection_image_root(self.store, self.pipeline.config.ingest.image_root)
         return self._root
 
     # ------------------------------------------------------------------ writing

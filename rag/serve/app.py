@@ -24,12 +24,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rag.ingest.indexer import collection_image_root
 from ret2vqa.errors import ConfigError, InputError, UserError
 
 from .batcher import Batcher, QueueFull
 from .config import ServeConfig
 from .errors import ApiError
-from .files import IMAGE_MEDIA_TYPES, confined_image_path, image_root
+from .files import IMAGE_MEDIA_TYPES, confined_image_path
 from .metrics import Metrics
 from .uploads import DEFAULT_QUESTION, parse_question_form, read_form
 
@@ -82,7 +83,7 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
     metrics = Metrics()
     batcher = Batcher(pipeline, config.max_batch_size, config.max_wait_ms, config.max_queue,
                       on_batch=metrics.observe_batch)
-    images_root = image_root(pipeline.config, pipeline.store)
+    images_root = collection_image_root(pipeline.store, pipeline.config.ingest.image_root)
     state = {"ready": False}
 
     @asynccontextmanager

@@ -11,23 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 #: Suffixes served, with their media types (a passage image of another type is not served).
 IMAGE_MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
                      ".gif": "image/gif", ".bmp": "image/bmp"}
-
-
-def image_root(config: Any, store: Any) -> Path | None:
-    """The directory passage images are read from: ``ingest.image_root`` of the config, else the one
-    the collection was indexed with (recorded in its metadata), else ``None`` (no images served)."""
-    root = config.ingest.image_root
-    if not root:
-        try:
-            root = (store.metadata.config.get("ingest") or {}).get("image_root")
-        except AttributeError:
-            root = None
-    return Path(root).resolve() if root else None
 
 
 def confined_image_path(root: Path | None, stored: str | None) -> Path | None:
