@@ -101,7 +101,7 @@ class Batcher:
         self._threads = [threading.Thread(target=self._run_retrieval, name="ret2vqa-retrieve", daemon=True),
                          threading.Thread(target=self._run_generation, name="ret2vqa-generate", daemon=True)]
         self._started = False
-        # The store is used from the worker (searches) and from request threads (passage lookups).
+        # The store is used from the retrieval worker (searches) and from request threads (passage lookups).
         self._store_lock = threading.Lock()
 
     def lookup(self, passage_id: str) -> list[Any]:
@@ -175,7 +175,12 @@ class Batcher:
                 jobs = [job for job in batch if not job.cancelled]
                 self._last_batch = len(batch)
                 if jobs:
-                    self._retrieve(jobs, len(jobs))
+                    try:
+                        self._retrieve(jobs, len(jobs))
+                    except BaseException as exc:  # pragma: no cover - _retrieve reports errors per job
+                        logger.exception("batch failed")
+                        for job in jobs:
+                            _resolve(job, exc=exc)
         finally:
             self._retrieved.put(_STOP)
 
@@ -239,7 +244,12 @@ class Batcher:
     # ------------------------------------------------------------------ stage 2: generation
     def _run_generation(self) -> None:
         while (batch := self._retrieved.get()) is not _STOP:
-            self._generate(batch)
+            try:
+                self._generate(batch)
+            except BaseException as exc:  # pragma: no cover - _generate reports errors per job
+                logger.exception("batch failed")
+                for job in batch.jobs:
+                    _resolve(job, exc=exc)
 
     def _generate(self, batch: Retrieved) -> None:
         try:
