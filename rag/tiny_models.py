@@ -43,6 +43,49 @@ from retriever.backbones import backbone_spec
 from retriever.baseline import DualEncoder
 
 # ---------------------------------------------------------------------------------------
+# Tokenizers (encoders and generators)
+# ---------------------------------------------------------------------------------------
+
+#: The tiny models' BPE merges: the first 16,000 merges of OpenAI CLIP's vocabulary (MIT
+#: licence) made of printable ASCII pieces, in CLIP's order (most frequent first), less the few
+#: that complete words a random answer should not show (listed in the file's first line). A real
+#: tokenizer's merges give prompts a real tokenizer's length (about 3.7 characters per token
+#: on the demo passages; Qwen2's and Llama's tokenizers make about 4): attention cost, which
+#: grows with the square of the prompt, is then what it would be with real models.
+_MERGES_FILE = Path(__file__).with_name("tiny_bpe_merges.txt")
+#: Characters of the base vocabulary (text is lowercased, and split at whitespace, first).
+_ALPHABET = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()[]{}-_/*+=<>|&%$#@~^`\\")
+
+
+@functools.cache
+def _tokenizer_json(specials: tuple[str, ...], prefix: str | None = None, suffix: str | None = None) -> str:
+    """A BPE tokenizer on CLIP's merges (``_MERGES_FILE``: lowercased text split at whitespace,
+    word-final ``</w>`` pieces) with ``specials`` first in its vocabulary, framing each text
+    with ``prefix`` / ``suffix`` when given."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    lines = _MERGES_FILE.read_text(encoding="utf-8").splitlines()[1:]  # the first line is the header
+    merges = [tuple(line.split(" ")) for line in lines if line]
+    vocab: dict[str, int] = {}
+    for token in [*specials, *_ALPHABET, *(c + "</w>" for c in _ALPHABET), *(a + b for a, b in merges)]:
+        vocab.setdefault(token, len(vocab))
+    unk = "<unk>" if "<unk>" in specials else None
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, end_of_word_suffix="</w>", unk_token=unk, fuse_unk=True))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    tok.add_special_tokens(list(specials))
+    if prefix or suffix:
+        framing = [t for t in (prefix, suffix) if t]
+        single = " ".join(t for t in (prefix, "$A", suffix) if t)
+        pair = " ".join(t for t in (prefix, "$A", suffix, prefix, "$B", suffix) if t)
+        tok.post_processor = processors.TemplateProcessing(
+            single=single, pair=pair, special_tokens=[(t, tok.token_to_id(t)) for t in framing]
+        )
+    return tok.to_str()
+
+
+# ---------------------------------------------------------------------------------------
 # Encoders
 # ---------------------------------------------------------------------------------------
 
@@ -180,15 +223,6 @@ def build_tiny_dual_encoder(backbone: str = "clip", seed: int = 0, device: str =
 # ---------------------------------------------------------------------------------------
 # Generators
 # ---------------------------------------------------------------------------------------
-
-#: The tiny generators' BPE merges: the first 16,000 merges of OpenAI CLIP's vocabulary (MIT
-#: licence) made of printable ASCII pieces, in CLIP's order (most frequent first). A real
-#: tokenizer's merges give prompts a real tokenizer's length (about 3.7 characters per token
-#: on the demo passages; Qwen2's and Llama's tokenizers make about 4): attention cost, which
-#: grows with the square of the prompt, is then what it would be with real models.
-_MERGES_FILE = Path(__file__).with_name("tiny_bpe_merges.txt")
-#: Characters of the base vocabulary (text is lowercased, and split at whitespace, first).
-_ALPHABET = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()[]{}-_/*+=<>|&%$#@~^`\\")
 
 _QWEN_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% for message in messages %}"
@@ -434,34 +468,6 @@ def missing_requirements(family: str) -> list[str]:
     import importlib.util
 
     return [name for name in _family(family).needs if importlib.util.find_spec(name) is None]
-
-
-@functools.cache
-def _tokenizer_json(specials: tuple[str, ...], prefix: str | None = None, suffix: str | None = None) -> str:
-    """A BPE tokenizer on CLIP's merges (``_MERGES_FILE``: lowercased text split at whitespace,
-    word-final ``</w>`` pieces) with ``specials`` first in its vocabulary, framing each text
-    with ``prefix`` / ``suffix`` when given."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    lines = _MERGES_FILE.read_text(encoding="utf-8").splitlines()[1:]  # the first line is the header
-    merges = [tuple(line.split(" ")) for line in lines if line]
-    vocab: dict[str, int] = {}
-    for token in [*specials, *_ALPHABET, *(c + "</w>" for c in _ALPHABET), *(a + b for a, b in merges)]:
-        vocab.setdefault(token, len(vocab))
-    unk = "<unk>" if "<unk>" in specials else None
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, end_of_word_suffix="</w>", unk_token=unk, fuse_unk=True))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.decoder = decoders.BPEDecoder(suffix="</w>")
-    tok.add_special_tokens(list(specials))
-    if prefix or suffix:
-        framing = [t for t in (prefix, suffix) if t]
-        single = " ".join(t for t in (prefix, "$A", suffix) if t)
-        pair = " ".join(t for t in (prefix, "$A", suffix, prefix, "$B", suffix) if t)
-        tok.post_processor = processors.TemplateProcessing(
-            single=single, pair=pair, special_tokens=[(t, tok.token_to_id(t)) for t in framing]
-        )
-    return tok.to_str()
 
 
 def _tokenizer(family: str) -> Any:
