@@ -80,6 +80,18 @@ def test_demo_text_output(tmp_path):
     assert "Timings: encode" in text and "reference answer:" in text and "MEANINGLESS" in text
 
 
+def test_demo_over_a_collection_from_other_tiny_models_says_how_to_start_afresh(tmp_path):
+    """A demo store left by an earlier version (its tiny models differed: here another seed) is not
+    overwritten: the error says to delete that directory or to pass another --store."""
+    store = tmp_path / "store"
+    other = write_tiny_config(tmp_path / "seed1.yaml", encoder={"revision": "seed1"})
+    first = run_cli("demo", "--config", str(other), "--store", str(store), "--questions", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    proc = run_cli("demo", "--tiny", "--store", str(store), "--questions", "1", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "fingerprint mismatch" in proc.stderr and f"delete {store}" in proc.stderr and "--store" in proc.stderr
+
+
 def test_offline_message_for_a_missing_model(tmp_path):
     path = write_tiny_config(tmp_path / "missing.yaml", generator={"model": "some-org/not-a-cached-model"})
     proc = run_cli("demo", "--config", str(path), "--store", str(tmp_path / "s"), cwd=tmp_path)

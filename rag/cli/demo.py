@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from rag.components import build_encoder
     from rag.ingest.indexer import build_index
     from rag.pipeline import Pipeline
+    from ret2vqa.errors import CollectionMismatchError
 
     if args.tiny:
         torch.set_num_threads(1)  # tiny models: thread start-up costs more than the work
@@ -74,7 +75,12 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     encoder = build_encoder(cfg.encoder)
     log(f"[2/3] indexing {KB_FILE.name} into {cfg.store.describe()} ...")
-    report = build_index(cfg, KB_FILE, "jsonl", encoder=encoder, show_progress=not args.json)
+    try:
+        report = build_index(cfg, KB_FILE, "jsonl", encoder=encoder, show_progress=not args.json)
+    except CollectionMismatchError as exc:  # e.g. the demo run by an earlier version, whose tiny models differed
+        raise CollectionMismatchError(
+            f"{exc} The demo fills {cfg.store.describe()}: if it holds only an earlier demo run, delete "
+            f"{cfg.store.path} and run the demo again, or pass --store with another directory.") from None
     index_s = time.perf_counter() - t0
     log(f"      {report.collection_count} passages in the store ({report.passages_this_run} indexed now, "
         f"{index_s:.1f} s)")
