@@ -47,12 +47,12 @@ from retriever.baseline import DualEncoder
 # ---------------------------------------------------------------------------------------
 
 #: The tiny models' BPE merges: the first 16,000 merges of OpenAI CLIP's vocabulary (MIT
-#: licence) made of printable ASCII pieces, in CLIP's order (most frequent first), less the few
-#: that complete words a random answer should not show (listed in the file's first line; licence:
-#: rag/tiny_bpe_merges.LICENSE.txt). A real
-#: tokenizer's merges give prompts a real tokenizer's length (about 3.7 characters per token
-#: on the demo passages; Qwen2's and Llama's tokenizers make about 4): attention cost, which
-#: grows with the square of the prompt, is then what it would be with real models.
+#: licence: rag/tiny_bpe_merges.LICENSE.txt) made of printable ASCII pieces, in CLIP's order
+#: (most frequent first), less the few that complete words a random answer should not show
+#: (listed in the file's first line). A real tokenizer's merges give prompts a real tokenizer's
+#: length (about 3.7 characters per token on the demo passages; Qwen2's and Llama's tokenizers
+#: make about 4): attention cost, which grows with the square of the prompt, is then what it
+#: would be with real models.
 _MERGES_FILE = Path(__file__).with_name("tiny_bpe_merges.txt")
 #: Characters of the base vocabulary (text is lowercased, and split at whitespace, first).
 _ALPHABET = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()[]{}-_/*+=<>|&%$#@~^`\\")
