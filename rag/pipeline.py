@@ -122,6 +122,14 @@ class Pipeline:
             raise
         return cls(encoder, store, generator, cfg)
 
+    def image_root(self) -> Path | None:
+        """The directory this collection's relative passage image paths are relative to (``None``: unknown):
+        the config's ``ingest.image_root``, else the recorded one, else the KB file's folder
+        (:func:`rag.ingest.indexer.collection_image_root`)."""
+        from .ingest.indexer import collection_image_root
+
+        return collection_image_root(self.store, self.config.ingest.image_root)
+
     def close(self) -> None:
         self.store.close()
 

@@ -35,7 +35,6 @@ from langchain_core.runnables import RunnableConfig, ensure_config, get_config_l
 from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from rag.ingest.indexer import collection_image_root
 from ret2vqa.images import load_image
 
 from ..pipeline import Pipeline, Query
@@ -143,7 +142,7 @@ class ReT2Retriever(BaseRetriever):
 
     def _image_base(self) -> Path | None:
         if self._image_root is False:
-            self._image_root = collection_image_root(self.pipeline.store, self.pipeline.config.ingest.image_root)
+            self._image_root = self.pipeline.image_root()
         return self._image_root
 
     def _search(self, queries: list[Query], options: SearchOptions) -> list[list[Document]]:

@@ -25,7 +25,6 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from rag.ingest.indexer import collection_image_root
 from ret2vqa.errors import ConfigError, InputError
 
 from ..pipeline import Pipeline
@@ -115,7 +114,7 @@ class ReT2VectorStore(VectorStore):
 
     def _image_base(self) -> Any:
         if self._root is False:
-            self._root = collection_image_root(self.store, self.pipeline.config.ingest.image_root)
+            self._root = self.pipeline.image_root()
         return self._root
 
     # ------------------------------------------------------------------ writing

@@ -24,7 +24,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.ingest.indexer import collection_image_root
 from ret2vqa.errors import ConfigError, InputError, UserError
 
 from .batcher import Batcher, QueueFull
@@ -83,7 +82,7 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
     metrics = Metrics()
     batcher = Batcher(pipeline, config.max_batch_size, config.max_wait_ms, config.max_queue,
                       on_batch=metrics.observe_batch)
-    images_root = collection_image_root(pipeline.store, pipeline.config.ingest.image_root)
+    images_root = pipeline.image_root()
     state = {"ready": False}
 
     @asynccontextmanager
