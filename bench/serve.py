@@ -5,6 +5,7 @@
     python bench/serve.py                                  # tiny config (rag/configs/tiny.yaml), ~1 min on 2 cores
     python bench/serve.py --requests 96 --json OUT.json
     python bench/serve.py --config configs/cpu.yaml --requests 32   # real models (downloads once)
+    python bench/serve.py --client httpx                   # clients that are httpx.AsyncClient
 
 The bundled demo knowledge base is indexed with the config's encoder into a temporary
 store. Then, in one run:
@@ -12,9 +13,13 @@ store. Then, in one run:
 * ``in-process``: the same questions (demo photos + questions, cycled) answered one at a
   time with :meth:`rag.pipeline.Pipeline.answer` in this process: the floor of per-request work;
 * ``server``: ``ret2vqa serve`` started as its own process on a free loopback port, driven by
-  ``C`` concurrent clients (asyncio + httpx, each posting the photo and question as a
-  multipart form and waiting for the answer before sending the next) for ``--requests``
-  requests per level.
+  ``C`` concurrent clients (each posting the photo and question as a multipart form and
+  waiting for the answer before sending the next) for ``--requests`` requests per level.
+  The default load generator encodes the requests before the clock starts and sends them
+  over raw keep-alive connections, as load generators such as wrk do, so that the client's
+  own CPU time (the machine has two cores, shared with the server) stays out of the
+  server's figure; ``--client httpx`` drives it with ``httpx.AsyncClient`` instead, which
+  adds what a Python caller spends per request.
 
 Every arm answers the same questions with the same ``k`` and ``max_new_tokens``. It prints
 a table (requests/s, p50 and p95 latency, mean micro-batch size) and the ratio of each
@@ -37,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -91,7 +97,71 @@ def in_process(config, queries, k: int, warmup: int) -> dict:
     return row("in-process (sequential)", 1, latencies, wall, []) | {"mean_prompt_tokens": statistics.fmean(tokens)}
 
 
+def multipart_request(host: str, question: str, name: str, data: bytes, k: int) -> bytes:
+    """One whole ``POST /v1/answer`` HTTP/1.1 request (headers and multipart body), encoded once ahead of time."""
+    boundary = uuid.uuid4().hex
+    fields = [f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"\r\n\r\n{value}\r\n'.encode()
+              for field, value in (("question", question), ("k", str(k)))]
+    image = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+             f"Content-Type: image/jpeg\r\n\r\n").encode() + data + b"\r\n"
+    body = b"".join([*fields, image, f"--{boundary}--\r\n".encode()])
+    head = (f"POST /v1/answer HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Status and body of one HTTP/1.1 response with a ``Content-Length`` (what the server sends)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+    length = next((int(v) for h, v in headers.items() if h.strip().lower() == "content-length"), None)
+    if length is None:
+        raise SystemExit(f"the server answered without a Content-Length: {head[:300]!r}")
+    return status, await reader.readexactly(length)
+
+
+async def drive_lean(url: str, queries, clients: int, k: int) -> dict:
+    """``drive`` with a load generator that costs the server's CPU as little as possible (as wrk or oha do).
+
+    Each client holds one keep-alive connection and sends requests encoded before the clock
+    starts; it reads each response's status and JSON body (for the batch size). On a 2-core
+    machine the client shares the CPU with the server: httpx spends about half a millisecond of
+    Python per request building and parsing, which then counts against the server's figure.
+    """
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    requests = iter([multipart_request(f"{host}:{port}", question, name, data, k) for question, name, data in queries])
+    latencies: list[float] = []
+    batches: list[int] = []
+    errors: list[str] = []
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            for request in requests:
+                t = time.perf_counter()
+                writer.write(request)
+                status, body = await read_response(reader)
+                latencies.append(time.perf_counter() - t)
+                if status != 200:
+                    errors.append(f"{status} {body[:200]!r}")
+                    continue
+                batches.append(json.loads(body)["server"]["batch_size"])
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    wall = time.perf_counter() - start
+    if errors:
+        raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[0]}")
+    return row("server", clients, latencies, wall, batches)
+
+
 async def drive(url: str, queries, clients: int, k: int) -> dict:
+    """``clients`` concurrent httpx clients, each posting a question and waiting for its answer before the next
+    (``--client httpx``: what a Python application calling the server spends per request is in the figures)."""
     import httpx
 
     latencies: list[float] = []
@@ -166,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="pipeline YAML (default: the tiny config)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrency levels")
     parser.add_argument("--requests", type=int, default=64, help="requests per level (default 64)")
+    parser.add_argument("--client", choices=["lean", "httpx"], default="lean",
+                        help="load generator: lean (requests encoded ahead, raw keep-alive connections; the default) "
+                             "or httpx")
     parser.add_argument("--warmup", type=int, default=8, help="requests before each measurement (default 8)")
     parser.add_argument("-k", type=int, help="passages per question (default: the config's retrieval.k)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="changes",
@@ -206,10 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}"
     proc = start_server(config_file, port)
     try:
+        drive_clients = drive_lean if args.client == "lean" else drive
         for clients in args.clients:
-            asyncio.run(drive(url, demo_queries(max(args.warmup, clients)), clients, k))  # warm-up at this level
+            asyncio.run(drive_clients(url, demo_queries(max(args.warmup, clients)), clients, k))  # warm-up at this level
             before = model_seconds(url)
-            result = asyncio.run(drive(url, queries, clients, k))
+            result = asyncio.run(drive_clients(url, queries, clients, k))
             after = model_seconds(url)
             # wall time of the model stages per request: what batching amortises (the rest is HTTP, decoding, waiting)
             result["model_ms_per_req"] = (after.get("total", 0) - before.get("total", 0)) * 1000 / len(queries)
@@ -224,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{cfg.generator.max_new_tokens if cfg.generator else '-'}, context_token_budget="
           f"{cfg.generator.context_token_budget if cfg.generator else '-'}, {args.requests} requests per level, "
           f"max_batch_size={cfg.serve.max_batch_size}, max_wait_ms={cfg.serve.max_wait_ms:g}, "
-          f"{os.cpu_count()} CPUs")
+          f"{args.client} client, {os.cpu_count()} CPUs")
     print(f"{'arm':<24} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'batch':>6} {'model ms/req':>12} "
           f"{'x 1 client':>10} {'x in-proc':>9}")
     for r in rows:
@@ -243,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         result = {
             "setting": {"config": args.config, "changes": changes, "k": k, "requests": args.requests, "clients": args.clients,
+                        "client": args.client,
                         "serve": {"max_batch_size": cfg.serve.max_batch_size, "max_wait_ms": cfg.serve.max_wait_ms,
                                   "torch_threads": cfg.serve.torch_threads},
                         "max_new_tokens": cfg.generator.max_new_tokens if cfg.generator else None,

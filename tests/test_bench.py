@@ -77,11 +77,12 @@ def test_store_bench_multivector_measures_maxsim_recall_and_bytes_per_passage(tm
     assert "B/passage on disk" in run.stdout
 
 
-def test_serve_bench_writes_rows_for_every_level(tmp_path):
+@pytest.mark.parametrize("client", ["lean", "httpx"])
+def test_serve_bench_writes_rows_for_every_level(tmp_path, client):
     out = tmp_path / "serve.json"
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "serve.py"), "--requests", "4", "--clients", "1", "2", "--warmup", "1",
-         "--workdir", str(tmp_path / "work"), "--json", str(out)],
+         "--client", client, "--workdir", str(tmp_path / "work"), "--json", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr
@@ -91,6 +92,7 @@ def test_serve_bench_writes_rows_for_every_level(tmp_path):
     assert all(row["requests"] == 4 and row["req_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"] for row in result["rows"])
     assert set(result["ratios"]) == {"1", "2"} and result["ratios"]["1"] == 1.0
     assert result["setting"]["k"] == 3 and "x 1 client" in run.stdout
+    assert result["setting"]["client"] == client and all(row["mean_batch"] >= 1 for row in result["rows"])
 
 
 def test_index_bench_writes_the_promised_json(tmp_path):
