@@ -225,6 +225,97 @@ def test_retrieval_of_the_next_batch_runs_while_the_current_one_generates(tiny_p
     assert seen_prompts and seen_prompts[0] is not None and len(seen_prompts[0]) == 1
 
 
+def test_recent_peak_remembers_the_active_clients_for_its_window():
+    from rag.serve.batcher import RecentPeak
+
+    now = [100.0]
+    peak = RecentPeak(window_s=1.0, clock=lambda: now[0])
+    for value in (1, 8, 3, 0):  # 8 requests in the server, then all answered
+        peak.update(value)
+    assert peak.value == 8
+    now[0] += 0.5  # the next half-window still remembers it
+    peak.update(2)
+    assert peak.value == 8
+    now[0] += 0.5  # a whole window later it is forgotten, but not what is still held
+    assert peak.value == 2
+    now[0] += 5.0
+    assert peak.value == 2
+    peak.update(0)
+    now[0] += 1.0
+    assert peak.value == 0
+
+
+def _gathering(batcher, busy_s, late_s=None, kind="answer"):
+    """The retrieval stage gathering a batch while the generator answers another client's job for
+    ``busy_s`` (on a real event loop); that client sends its next job ``late_s`` seconds in
+    (``None``: it goes away). Returns the gathered jobs' questions and how long gathering took."""
+    import asyncio
+
+    def submit(question, kind="answer"):
+        batcher.incoming += 1  # as the HTTP layer does: received, then queued
+        batcher.incoming -= 1
+        return batcher.submit(kind, question, None, 3)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        generating = submit("other client")
+        batcher._queue.get()  # retrieved and handed to the generator
+        batcher._generating = True
+
+        def answered():
+            batcher._generating = False
+            generating.future.set_result(None)
+
+        loop.call_later(busy_s, answered)
+        if late_s is not None:
+            loop.call_later(late_s, submit, "other client, next")
+        submit("this client", kind)
+        start = time.perf_counter()
+        batch, _ = await loop.run_in_executor(None, batcher._gather, batcher._queue.get())
+        return [job.question for job in batch], time.perf_counter() - start
+
+    return asyncio.run(scenario())
+
+
+def test_a_lone_client_never_waits_for_a_batch():
+    import asyncio
+
+    from rag.serve.batcher import Batcher
+
+    async def scenario():
+        batcher = Batcher(None, max_batch_size=8, max_wait_ms=500)
+        batcher.incoming += 1
+        batcher.incoming -= 1
+        batcher.submit("answer", "q", None, 3)
+        start = time.perf_counter()
+        batch, _ = await asyncio.get_running_loop().run_in_executor(None, batcher._gather, batcher._queue.get())
+        return len(batch), time.perf_counter() - start
+
+    size, took = asyncio.run(scenario())
+    assert size == 1 and took < 0.25
+
+
+def test_a_batch_waits_for_the_active_clients_from_when_the_generator_is_free():
+    """Two clients out of step: one's job waits while the generator answers the other's, and both are
+    batched together when the other's next job arrives soon after (the two fall back in step)."""
+    from rag.serve.batcher import Batcher
+
+    questions, took = _gathering(Batcher(None, max_batch_size=8, max_wait_ms=300), busy_s=0.6, late_s=0.75)
+    assert questions == ["this client", "other client, next"]  # waited past max_wait while the generator was busy
+    assert 0.7 < took < 1.0
+
+    # the other client goes away: at most max_wait after the generator is free
+    questions, took = _gathering(Batcher(None, max_batch_size=8, max_wait_ms=100), busy_s=0.3)
+    assert questions == ["this client"] and 0.35 < took < 0.9
+
+
+def test_a_search_does_not_wait_for_the_generator():
+    from rag.serve.batcher import Batcher
+
+    questions, took = _gathering(Batcher(None, max_batch_size=8, max_wait_ms=100), busy_s=2.0, kind="search")
+    assert questions == ["this client"] and took < 0.6  # max_wait from its arrival, not from the generator
+
+
 # ------------------------------------------------------------------ bad input, each beside a good request
 
 

@@ -150,7 +150,7 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
         if not state["ready"]:
             raise ApiError(503, "not_ready", "the server is starting or shutting down")
         batcher.incoming += 1
-        queued = False
+        received = False
         try:
             fields = await read_form(request, config)
             if fields.get("image"):  # decoding is C code that releases the GIL: off the event loop, it
@@ -161,12 +161,12 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
             k = form.k if form.k is not None else pipeline.config.retrieval.k
             if kind == "answer" and not form.question:
                 form.question = DEFAULT_QUESTION
+            batcher.incoming -= 1  # received: from here it counts as a job (or is refused)
+            received = True
             try:
                 job = batcher.submit(kind, form.question, form.image, k)
             except QueueFull as exc:
                 raise ApiError(503, "busy", f"server busy: {exc}; retry later", {"Retry-After": "1"}) from None
-            batcher.incoming -= 1
-            queued = True
             try:
                 result = await asyncio.wait_for(asyncio.shield(job.future), config.request_timeout_s)
             except asyncio.TimeoutError:
@@ -179,7 +179,7 @@ def create_app(pipeline: Any, config: ServeConfig | None = None, *, close_pipeli
                 raise ApiError(503, "unavailable", str(exc)) from None
             return form, result
         finally:
-            if not queued:
+            if not received:
                 batcher.incoming -= 1
 
     @app.post(f"/{API_VERSION}/answer", openapi_extra=_FORM_SCHEMA, tags=["v1"],

@@ -5,11 +5,16 @@ while the current one is generated (the stages overlap wherever the models relea
 GIL, in their kernels, Pillow and the tokenizers):
 
 * retrieval (``ret2vqa-retrieve``): takes the first waiting job and then gathers more, up
-  to ``max_batch_size``, waiting at most ``max_wait_ms``, and only while more work is known
-  to be coming: other requests still being received (``incoming``) or a previous batch that
-  was larger than one (several clients are active). A lone client therefore never waits for
-  a batch that will not fill. A batch is one encoder call and one store search per distinct
-  ``k``; search jobs are answered here, and the answer jobs' prompts are built;
+  to ``max_batch_size`` and only while more work is known to be coming: the batch waits
+  for as many jobs as there were requests in the server lately (:class:`RecentPeak`: the
+  clients that are active), plus any still being received (``incoming``). A lone client
+  therefore never waits for a batch that will not fill. It waits at most ``max_wait_ms``,
+  counted from when the generator could take the batch: while a batch of answer jobs could
+  not be generated anyway (the generator is busy), gathering more costs none of them any
+  time. That also lets two groups of clients that fell out of step (one late request splits
+  a batch in two, and the halves keep alternating) merge again into full batches. A batch
+  is one encoder call and one store search per distinct ``k``; search jobs are answered
+  here, and the answer jobs' prompts are built;
 * generation (``ret2vqa-generate``): one batched generation (left padding) per batch that
   retrieval hands over. At most one batch waits between the stages, so requests that
   arrive meanwhile make the next batch bigger instead of queueing behind small ones.
@@ -58,6 +63,43 @@ class JobResult:
 
 _STOP = object()
 
+#: How long a peak of concurrent requests is remembered (:class:`RecentPeak`).
+ACTIVE_WINDOW_S = 0.5
+
+
+class RecentPeak:
+    """The largest value held over about the last ``window_s`` seconds (two half-window buckets).
+
+    Fed the number of requests in the server at each change. That number drops to nearly zero
+    each time a batch is answered and its clients are sending their next requests; its recent
+    peak is how many clients are active, which is what a batch can wait for.
+    """
+
+    def __init__(self, window_s: float = ACTIVE_WINDOW_S, clock: Callable[[], float] = time.monotonic):
+        self.half = window_s / 2
+        self.clock = clock
+        self._bucket = 0  # index of the current half-window
+        self._latest = 0
+        self._current = 0
+        self._previous = 0
+
+    def _roll(self, now: float) -> None:
+        bucket = int(now / self.half)
+        if bucket != self._bucket:  # a value held since an earlier bucket is still held now
+            self._previous = self._current if bucket == self._bucket + 1 else self._latest
+            self._current = self._latest
+            self._bucket = bucket
+
+    def update(self, value: int) -> None:
+        self._roll(self.clock())
+        self._latest = value
+        self._current = max(self._current, value)
+
+    @property
+    def value(self) -> int:
+        self._roll(self.clock())
+        return max(self._current, self._previous)
+
 
 class QueueFull(Exception):
     """More requests are waiting than ``serve.max_queue`` allows."""
@@ -93,11 +135,13 @@ class Batcher:
         self.max_queue = max_queue
         #: Called once per micro-batch with its size and its stage times (ms), when it is done.
         self.on_batch = on_batch
-        #: Requests accepted by the HTTP layer but not yet queued (being received or decoded).
-        self.incoming = 0
+        self._incoming = 0
+        self._open = 0  # jobs submitted and not yet settled (event loop side)
+        #: Recent peak of requests in the server (being received, queued or in a stage): the active clients.
+        self.active = RecentPeak()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._retrieved: queue.Queue = queue.Queue(maxsize=1)  # retrieval runs at most one batch ahead
-        self._last_batch = 1
+        self._generating = False
         self._threads = [threading.Thread(target=self._run_retrieval, name="ret2vqa-retrieve", daemon=True),
                          threading.Thread(target=self._run_generation, name="ret2vqa-generate", daemon=True)]
         self._started = False
@@ -132,6 +176,20 @@ class Batcher:
     def depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def incoming(self) -> int:
+        """Requests accepted by the HTTP layer but not yet queued (being received or decoded)."""
+        return self._incoming
+
+    @incoming.setter
+    def incoming(self, value: int) -> None:  # set on the event loop, like _open
+        self._incoming = value
+        self.active.update(self._incoming + self._open)
+
+    def _settled(self, future: asyncio.Future) -> None:
+        self._open -= 1
+        self.active.update(self._incoming + self._open)
+
     # ------------------------------------------------------------------ submitting (event loop side)
     def submit(self, kind: str, question: str, image: Any, k: int) -> Job:
         """Queue a job; await ``job.future`` for its :class:`JobResult`. Raises :class:`QueueFull`."""
@@ -139,18 +197,27 @@ class Batcher:
             raise QueueFull(f"{self._queue.qsize()} requests are waiting (serve.max_queue)")
         loop = asyncio.get_running_loop()
         job = Job(kind, question, image, k, loop.create_future(), loop)
+        self._open += 1
+        job.future.add_done_callback(self._settled)
+        self.active.update(self._incoming + self._open)
         self._queue.put(job)
         return job
+
+    def _generator_busy(self) -> bool:
+        return self._generating or not self._retrieved.empty()
 
     # ------------------------------------------------------------------ stage 1: retrieval
     def _gather(self, first: Job) -> tuple[list[Job], bool]:
         batch, stop = [first], False
         deadline = time.perf_counter() + self.max_wait_s
+        answers_only = first.kind == "answer"
         while len(batch) < self.max_batch_size:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                target = min(self.max_batch_size, max(self._last_batch, len(batch) + self.incoming))
+                target = min(self.max_batch_size, max(self.active.value, len(batch) + self.incoming))
+                if answers_only and self._generator_busy():  # the wait starts when the generator is free
+                    deadline = max(deadline, time.perf_counter() + self.max_wait_s)
                 remaining = deadline - time.perf_counter()
                 if len(batch) >= target or remaining <= 0:
                     break
@@ -162,6 +229,7 @@ class Batcher:
                 stop = True
                 break
             batch.append(item)
+            answers_only = answers_only and item.kind == "answer"  # a search is answered without the generator
         return batch, stop
 
     def _run_retrieval(self) -> None:
@@ -173,7 +241,9 @@ class Batcher:
                     break
                 batch, stop = self._gather(first)
                 jobs = [job for job in batch if not job.cancelled]
-                self._last_batch = len(batch)
+                for job in batch:
+                    if job.cancelled:  # its request gave up waiting (timeout): settle it, nobody awaits the result
+                        _cancel(job)
                 if jobs:
                     try:
                         self._retrieve(jobs, len(jobs))
@@ -244,12 +314,15 @@ class Batcher:
     # ------------------------------------------------------------------ stage 2: generation
     def _run_generation(self) -> None:
         while (batch := self._retrieved.get()) is not _STOP:
+            self._generating = True
             try:
                 self._generate(batch)
             except BaseException as exc:  # pragma: no cover - _generate reports errors per job
                 logger.exception("batch failed")
                 for job in batch.jobs:
                     _resolve(job, exc=exc)
+            finally:
+                self._generating = False
 
     def _generate(self, batch: Retrieved) -> None:
         try:
@@ -302,4 +375,11 @@ def _resolve(job: Job, value: Any = None, exc: BaseException | None = None) -> N
     try:
         job.loop.call_soon_threadsafe(settle)
     except RuntimeError:  # the loop is closed (shutdown): nobody is waiting
+        pass
+
+
+def _cancel(job: Job) -> None:
+    try:
+        job.loop.call_soon_threadsafe(job.future.cancel)
+    except RuntimeError:  # the loop is closed (shutdown)
         pass
