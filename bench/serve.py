@@ -21,6 +21,12 @@ store. Then, in one run:
   server's figure; ``--client httpx`` drives it with ``httpx.AsyncClient`` instead, which
   adds what a Python caller spends per request.
 
+Every level is measured in ``--rounds`` rounds (default 3), the levels interleaved within a
+round, and a level's requests/s and its ratio to the one-client figure are the medians over
+the rounds (each round's ratio against that round's own one-client figure): the speed of a
+shared machine drifts by 10% or more over seconds, and a ratio of two measurements taken a
+minute apart would mostly measure the drift.
+
 Every arm answers the same questions with the same ``k`` and ``max_new_tokens``. It prints
 a table (requests/s, p50 and p95 latency, mean micro-batch size) and the ratio of each
 level's throughput to the one-client server figure; the target for the tiny config on a
@@ -36,6 +42,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -69,32 +76,47 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def row(arm: str, clients: int, latencies_s: list[float], wall_s: float, batch_sizes: list[int]) -> dict:
-    return {
-        "arm": arm, "clients": clients, "requests": len(latencies_s),
-        "req_per_s": len(latencies_s) / wall_s,
-        "p50_ms": percentile(latencies_s, 50) * 1000, "p95_ms": percentile(latencies_s, 95) * 1000,
-        "mean_batch": statistics.fmean(batch_sizes) if batch_sizes else 1.0,
-    }
+    """One measurement (a level in one round); :func:`combine` turns a level's rounds into a table row."""
+    return {"arm": arm, "clients": clients, "requests": len(latencies_s), "req_per_s": len(latencies_s) / wall_s,
+            "latencies_s": latencies_s, "batch_sizes": batch_sizes}
 
 
-def in_process(config, queries, k: int, warmup: int) -> dict:
+def in_process(pipeline, queries, k: int) -> dict:
+    """The queries answered one at a time by ``pipeline`` in this process (images decoded as the server does)."""
     from PIL import Image
 
-    from rag.pipeline import Pipeline
     from ret2vqa.images import load_image
 
-    with Pipeline.from_config(config) as pipeline:
-        for question, _, data in queries[:warmup]:
-            pipeline.answer(question, load_image(Image.open(io.BytesIO(data))), k=k)
-        latencies, tokens = [], []
-        start = time.perf_counter()
-        for question, _, data in queries:
-            t = time.perf_counter()
-            result = pipeline.answer(question, load_image(Image.open(io.BytesIO(data))), k=k)  # decoded, as served
-            latencies.append(time.perf_counter() - t)
-            tokens.append(result.prompt_tokens)
-        wall = time.perf_counter() - start
+    latencies, tokens = [], []
+    start = time.perf_counter()
+    for question, _, data in queries:
+        t = time.perf_counter()
+        result = pipeline.answer(question, load_image(Image.open(io.BytesIO(data))), k=k)  # decoded, as served
+        latencies.append(time.perf_counter() - t)
+        tokens.append(result.prompt_tokens)
+    wall = time.perf_counter() - start
     return row("in-process (sequential)", 1, latencies, wall, []) | {"mean_prompt_tokens": statistics.fmean(tokens)}
+
+
+def combine(rounds: list[dict], one_client: list[float]) -> dict:
+    """One level's row from its rounds: the median round's requests/s and ratio to that round's one-client
+    server figure; latency percentiles, batch size and model time over all of the level's requests."""
+    latencies = [x for r in rounds for x in r["latencies_s"]]
+    batches = [b for r in rounds for b in r["batch_sizes"]]
+    combined = {
+        "arm": rounds[0]["arm"], "clients": rounds[0]["clients"], "requests": sum(r["requests"] for r in rounds),
+        "req_per_s": statistics.median(r["req_per_s"] for r in rounds),
+        "req_per_s_rounds": [round(r["req_per_s"], 2) for r in rounds],
+        "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
+        "mean_batch": statistics.fmean(batches) if batches else 1.0,
+        "x_one_client_rounds": [round(r["req_per_s"] / one, 3) for r, one in zip(rounds, one_client)],
+    }
+    combined["x_one_client"] = statistics.median(combined["x_one_client_rounds"])
+    if all("model_ms_per_req" in r for r in rounds):
+        combined["model_ms_per_req"] = statistics.fmean(r["model_ms_per_req"] for r in rounds)
+    if "mean_prompt_tokens" in rounds[0]:
+        combined["mean_prompt_tokens"] = statistics.fmean(r["mean_prompt_tokens"] for r in rounds)
+    return combined
 
 
 def multipart_request(host: str, question: str, name: str, data: bytes, k: int) -> bytes:
@@ -239,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", choices=["lean", "httpx"], default="lean",
                         help="load generator: lean (requests encoded ahead, raw keep-alive connections; the default) "
                              "or httpx")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every level, interleaved; figures are the rounds' medians (default 3)")
     parser.add_argument("--warmup", type=int, default=8, help="requests before each measurement (default 8)")
     parser.add_argument("-k", type=int, help="passages per question (default: the config's retrieval.k)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="changes",
@@ -274,36 +298,59 @@ def main(argv: list[str] | None = None) -> int:
     config_file.write_text(yaml.safe_dump(cfg.to_dict()))
     queries = demo_queries(args.requests)
 
-    rows = [in_process(cfg, queries, k, args.warmup)]
+    from PIL import Image
+
+    from rag.pipeline import Pipeline
+    from rag.serve.batcher import ACTIVE_WINDOW_S
+    from ret2vqa.images import load_image
+
+    levels = [("in-process (sequential)", 1)] + [("server", clients) for clients in args.clients]
+    measured: dict[tuple[str, int], list[dict]] = {level: [] for level in levels}
+    # the server holds its store's lock: the in-process arm answers from a copy of it
+    shutil.copytree(workdir / "store", workdir / "store-in-process", dirs_exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_server(config_file, port)
     try:
-        drive_clients = drive_lean if args.client == "lean" else drive
-        for clients in args.clients:
-            asyncio.run(drive_clients(url, demo_queries(max(args.warmup, clients)), clients, k))  # warm-up at this level
-            before = model_seconds(url)
-            result = asyncio.run(drive_clients(url, queries, clients, k))
-            after = model_seconds(url)
-            # wall time of the model stages per request: what batching amortises (the rest is HTTP, decoding, waiting)
-            result["model_ms_per_req"] = (after.get("total", 0) - before.get("total", 0)) * 1000 / len(queries)
-            rows.append(result)
+        with Pipeline.from_config(cfg.override({"store.path": str(workdir / "store-in-process")})) as pipeline:
+            for question, _, data in queries[: args.warmup]:
+                pipeline.answer(question, load_image(Image.open(io.BytesIO(data))), k=k)
+            drive_clients = drive_lean if args.client == "lean" else drive
+            for _ in range(args.rounds):  # the levels interleaved, so that each round's ratios see the same machine
+                measured[levels[0]].append(in_process(pipeline, queries, k))
+                for clients in args.clients:
+                    time.sleep(2 * ACTIVE_WINDOW_S)  # the server forgets the previous level's clients
+                    asyncio.run(drive_clients(url, demo_queries(max(args.warmup, clients)), clients, k))  # warm-up
+                    before = model_seconds(url)
+                    result = asyncio.run(drive_clients(url, queries, clients, k))
+                    after = model_seconds(url)
+                    # wall time of the model stages per request: what batching amortises (the rest is HTTP,
+                    # decoding, waiting)
+                    result["model_ms_per_req"] = (after.get("total", 0) - before.get("total", 0)) * 1000 / len(queries)
+                    measured[("server", clients)].append(result)
     finally:
         proc.terminate()
         proc.wait(60)
 
-    one = next((r["req_per_s"] for r in rows if r["arm"] == "server" and r["clients"] == 1), None)
-    seq = rows[0]["req_per_s"]
+    one_client = [r["req_per_s"] for r in measured.get(("server", 1), [])]
+    sequential = [r["req_per_s"] for r in measured[levels[0]]]
+    rows = []
+    for level in levels:
+        combined = combine(measured[level], one_client) if one_client else combine(measured[level], sequential)
+        if not one_client:
+            combined["x_one_client"], combined["x_one_client_rounds"] = None, []
+        combined["x_in_process"] = statistics.median(
+            r["req_per_s"] / seq for r, seq in zip(measured[level], sequential))
+        rows.append(combined)
     print(f"ret2vqa serve: {Path(args.config).name} {' '.join(args.changes)}, k={k}, max_new_tokens="
           f"{cfg.generator.max_new_tokens if cfg.generator else '-'}, context_token_budget="
-          f"{cfg.generator.context_token_budget if cfg.generator else '-'}, {args.requests} requests per level, "
-          f"max_batch_size={cfg.serve.max_batch_size}, max_wait_ms={cfg.serve.max_wait_ms:g}, "
+          f"{cfg.generator.context_token_budget if cfg.generator else '-'}, {args.requests} requests per level "
+          f"x {args.rounds} rounds, max_batch_size={cfg.serve.max_batch_size}, max_wait_ms={cfg.serve.max_wait_ms:g}, "
           f"{args.client} client, {os.cpu_count()} CPUs")
+    print("req/s and the ratios are the medians of the rounds; latencies over all requests")
     print(f"{'arm':<24} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'batch':>6} {'model ms/req':>12} "
           f"{'x 1 client':>10} {'x in-proc':>9}")
     for r in rows:
-        r["x_one_client"] = r["req_per_s"] / one if one else None
-        r["x_in_process"] = r["req_per_s"] / seq
         x1 = f"{r['x_one_client']:.2f}" if r["x_one_client"] else "-"
         model = f"{r['model_ms_per_req']:.1f}" if "model_ms_per_req" in r else "-"
         print(f"{r['arm']:<24} {r['clients']:>7} {r['req_per_s']:>8.2f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
@@ -312,12 +359,14 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {str(r["clients"]): r["x_one_client"] for r in rows if r["arm"] == "server"}
     at8 = ratios.get("8")
     if at8 is not None:
-        print(f"throughput at 8 clients = {at8:.2f}x the one-client server figure "
-              f"(target >= {TARGET_RATIO_8:g}x: {'met' if at8 >= TARGET_RATIO_8 else 'NOT met'})")
+        by_round = next(r["x_one_client_rounds"] for r in rows if r["arm"] == "server" and r["clients"] == 8)
+        print(f"throughput at 8 clients = {at8:.2f}x the one-client server figure (rounds: "
+              f"{', '.join(f'{x:.2f}' for x in by_round)}; target >= {TARGET_RATIO_8:g}x: "
+              f"{'met' if at8 >= TARGET_RATIO_8 else 'NOT met'})")
     if args.json:
         result = {
             "setting": {"config": args.config, "changes": changes, "k": k, "requests": args.requests, "clients": args.clients,
-                        "client": args.client,
+                        "rounds": args.rounds, "client": args.client,
                         "serve": {"max_batch_size": cfg.serve.max_batch_size, "max_wait_ms": cfg.serve.max_wait_ms,
                                   "torch_threads": cfg.serve.torch_threads},
                         "max_new_tokens": cfg.generator.max_new_tokens if cfg.generator else None,

@@ -239,10 +239,21 @@ class BaseEncoder:
 
         decode_size = self.image_decode_size if side == "document" else None
 
-        def prepare(idx: list[int]) -> Any:
+        def prepare(idx: list[int], pool: ThreadPoolExecutor | None) -> Any:
             texts = [items[i].text if items[i].has_text else None for i in idx]
-            images = list(pool.map(lambda i: self._load(items[i], i, on_bad_image, decode_size), idx))
+            def load(i: int) -> Any:
+                return self._load(items[i], i, on_bad_image, decode_size)
+
+            images = list(pool.map(load, idx) if pool is not None else map(load, idx))
             return self._prepare(texts, images)
+
+        if len(order) <= batch_size and sum(_needs_decoding(item) for item in items) < 2:
+            # One batch of images already in memory (a server's queries): nothing to overlap or
+            # decode in parallel, and thread hand-offs would cost more than they save.
+            out[order] = self._run(prepare(order, None), side)
+            bar.update(len(order))
+            bar.close()
+            return out if as_tensor else out.numpy()
 
         # The next batch is prepared (images decoded in `image_workers` threads, tokenised,
         # resized, pinned) in a thread while the current one runs on the device.
@@ -252,7 +263,7 @@ class BaseEncoder:
             try:
                 for start in range(0, len(order), batch_size):
                     idx = order[start : start + batch_size]
-                    pending.append((idx, preparer.submit(prepare, idx)))
+                    pending.append((idx, preparer.submit(prepare, idx, pool)))
                     while len(pending) > 1 or (pending and start + batch_size >= len(order)):
                         done_idx, prepared = pending.popleft()
                         out[done_idx] = self._run(prepared.result(), side)
@@ -286,6 +297,13 @@ class BaseEncoder:
     def _encode_batch(self, texts: list[str | None], images: list[Any], side: str = "document") -> torch.Tensor:
         """Embed one batch (``None`` marks a missing modality) on ``side``; returns float32 CPU vectors."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+
+def _needs_decoding(item: RetrievalItem) -> bool:
+    """Whether ``item``'s image is still to be read and decoded (a path, URL or bytes, not a PIL image)."""
+    from PIL import Image
+
+    return item.has_image and not isinstance(item.image, Image.Image)
 
 
 class ReT2Encoder(BaseEncoder):

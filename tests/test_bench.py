@@ -82,14 +82,16 @@ def test_serve_bench_writes_rows_for_every_level(tmp_path, client):
     out = tmp_path / "serve.json"
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "serve.py"), "--requests", "4", "--clients", "1", "2", "--warmup", "1",
-         "--client", client, "--workdir", str(tmp_path / "work"), "--json", str(out)],
+         "--rounds", "2", "--client", client, "--workdir", str(tmp_path / "work"), "--json", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
     arms = [(row["arm"], row["clients"]) for row in result["rows"]]
     assert arms == [("in-process (sequential)", 1), ("server", 1), ("server", 2)]
-    assert all(row["requests"] == 4 and row["req_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"] for row in result["rows"])
+    assert all(row["requests"] == 8 and row["req_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"] for row in result["rows"])
+    assert all(len(row["req_per_s_rounds"]) == 2 and row["req_per_s"] == pytest.approx(
+        sum(row["req_per_s_rounds"]) / 2, rel=0.01) for row in result["rows"])  # the median of two rounds
     assert set(result["ratios"]) == {"1", "2"} and result["ratios"]["1"] == 1.0
     assert result["setting"]["k"] == 3 and "x 1 client" in run.stdout
     assert result["setting"]["client"] == client and all(row["mean_batch"] >= 1 for row in result["rows"])

@@ -172,6 +172,21 @@ def test_query_instruction_prefix():
     np.testing.assert_allclose(q, d, atol=1e-6)
 
 
+def test_images_in_memory_or_as_files_in_any_batching_give_the_same_vectors(tmp_path):
+    """One batch of in-memory images is prepared in the calling thread; files, or several batches,
+    go through the decoding threads and the preparer: the vectors are the same."""
+    encoder = build_tiny_encoder("clip")
+    images = [random_image(seed, size=(48 + seed, 40)) for seed in range(5)]
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        image.save(paths[-1])  # lossless: the same pixels
+    texts = ["a", None, "a longer question about it", "b", None]
+    in_memory = encoder.encode_queries(texts, images=images)
+    np.testing.assert_allclose(encoder.encode_queries(texts, images=paths, batch_size=2), in_memory, atol=1e-5)
+    np.testing.assert_allclose(encoder.encode_queries(texts, images=paths), in_memory, atol=1e-5)
+
+
 def test_missing_image_path_names_the_item(tmp_path):
     encoder = build_tiny_encoder("clip")
     items = [RetrievalItem(text="ok"), RetrievalItem(text="x", image=tmp_path / "nope.jpg")]
