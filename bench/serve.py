@@ -2,7 +2,7 @@
 
 ::
 
-    python bench/serve.py                                  # tiny config (rag/configs/tiny.yaml), ~1 min on 2 cores
+    python bench/serve.py                                  # tiny config (rag/configs/tiny.yaml), ~2 min on 2 cores
     python bench/serve.py --requests 96 --json OUT.json
     python bench/serve.py --config configs/cpu.yaml --requests 32   # real models (downloads once)
     python bench/serve.py --client httpx                   # clients that are httpx.AsyncClient
