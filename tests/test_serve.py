@@ -33,13 +33,14 @@ KEY = "s3cret-key-for-tests"
 
 
 @contextmanager
-def running_server(pipeline, config: ServeConfig):
-    """``create_app(pipeline, config)`` on uvicorn in a thread, on a free loopback port: yields its base URL."""
+def running_server(pipeline, config: ServeConfig, app=None):
+    """``create_app(pipeline, config)`` (or ``app``) on uvicorn in a thread, on a free loopback port: yields its
+    base URL."""
     import uvicorn
 
     from rag.serve.app import create_app
 
-    app = create_app(pipeline, config)
+    app = app if app is not None else create_app(pipeline, config)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -388,6 +389,25 @@ def test_api_key_and_request_timeout(tiny_pipeline):
         assert c.get("/healthz").status_code == 200  # health and the page stay open
         r = c.post("/v1/answer", data={"question": "coffee"}, headers={"Authorization": f"Bearer {KEY}"})
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"  # 1 ms is not enough to answer
+
+
+def test_requests_that_time_out_are_not_counted_as_active_clients(tiny_pipeline):
+    """A request that gives up (504) is settled in the batcher too, so that batches do not keep waiting
+    for clients that are gone."""
+    from rag.serve.app import create_app
+    from rag.serve.batcher import ACTIVE_WINDOW_S
+
+    config = ServeConfig(request_timeout_s=0.001, max_wait_ms=5)
+    app = create_app(tiny_pipeline, config)
+    with running_server(tiny_pipeline, config, app=app) as url, ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda q: httpx.post(f"{url}/v1/answer", data={"question": q}, timeout=60),
+                                ["coffee", "rocket", "horse", "coins"]))
+        assert all(r.status_code == 504 for r in replies)
+        batcher = app.state.batcher
+        deadline = time.monotonic() + 30
+        while (batcher.active.value or batcher.depth) and time.monotonic() < deadline:
+            time.sleep(ACTIVE_WINDOW_S / 4)
+        assert batcher.active.value == 0 and batcher.incoming == 0
 
 
 def test_api_key_from_environment(monkeypatch):
