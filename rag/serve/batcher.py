@@ -82,6 +82,7 @@ class RecentPeak:
         self._latest = 0
         self._current = 0
         self._previous = 0
+        self._lock = threading.Lock()  # updated on the event loop, read by the retrieval worker
 
     def _roll(self, now: float) -> None:
         bucket = int(now / self.half)
@@ -91,14 +92,16 @@ class RecentPeak:
             self._bucket = bucket
 
     def update(self, value: int) -> None:
-        self._roll(self.clock())
-        self._latest = value
-        self._current = max(self._current, value)
+        with self._lock:
+            self._roll(self.clock())
+            self._latest = value
+            self._current = max(self._current, value)
 
     @property
     def value(self) -> int:
-        self._roll(self.clock())
-        return max(self._current, self._previous)
+        with self._lock:
+            self._roll(self.clock())
+            return max(self._current, self._previous)
 
 
 class QueueFull(Exception):
