@@ -98,9 +98,10 @@ def in_process(pipeline, queries, k: int) -> dict:
     return row("in-process (sequential)", 1, latencies, wall, []) | {"mean_prompt_tokens": statistics.fmean(tokens)}
 
 
-def combine(rounds: list[dict], one_client: list[float]) -> dict:
+def combine(rounds: list[dict], one_client: list[float] | None) -> dict:
     """One level's row from its rounds: the median round's requests/s and ratio to that round's one-client
-    server figure; latency percentiles, batch size and model time over all of the level's requests."""
+    server figure (``None``: not measured); latency percentiles, batch size and model time over all of the
+    level's requests."""
     latencies = [x for r in rounds for x in r["latencies_s"]]
     batches = [b for r in rounds for b in r["batch_sizes"]]
     combined = {
@@ -109,14 +110,35 @@ def combine(rounds: list[dict], one_client: list[float]) -> dict:
         "req_per_s_rounds": [round(r["req_per_s"], 2) for r in rounds],
         "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
         "mean_batch": statistics.fmean(batches) if batches else 1.0,
-        "x_one_client_rounds": [round(r["req_per_s"] / one, 3) for r, one in zip(rounds, one_client)],
+        "x_one_client_rounds": [round(r["req_per_s"] / one, 3) for r, one in zip(rounds, one_client or [])],
     }
-    combined["x_one_client"] = statistics.median(combined["x_one_client_rounds"])
+    combined["x_one_client"] = statistics.median(combined["x_one_client_rounds"]) if one_client else None
     if all("model_ms_per_req" in r for r in rounds):
         combined["model_ms_per_req"] = statistics.fmean(r["model_ms_per_req"] for r in rounds)
     if "mean_prompt_tokens" in rounds[0]:
         combined["mean_prompt_tokens"] = statistics.fmean(r["mean_prompt_tokens"] for r in rounds)
     return combined
+
+
+class Tally:
+    """The latencies, micro-batch sizes and errors of one level's requests, from either load generator."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.batches: list[int] = []
+        self.errors: list[str] = []
+
+    def record(self, started: float, status: int, body: bytes) -> None:
+        self.latencies.append(time.perf_counter() - started)
+        if status != 200:
+            self.errors.append(f"{status} {body[:200]!r}")
+        else:
+            self.batches.append(json.loads(body)["server"]["batch_size"])
+
+    def row(self, clients: int, wall_s: float) -> dict:
+        if self.errors:
+            raise SystemExit(f"{len(self.errors)} requests failed, e.g. {self.errors[0]}")
+        return row("server", clients, self.latencies, wall_s, self.batches)
 
 
 def multipart_request(host: str, question: str, name: str, data: bytes, k: int) -> bytes:
@@ -154,9 +176,7 @@ async def drive_lean(url: str, queries, clients: int, k: int) -> dict:
     """
     host, port = url.removeprefix("http://").rsplit(":", 1)
     requests = iter([multipart_request(f"{host}:{port}", question, name, data, k) for question, name, data in queries])
-    latencies: list[float] = []
-    batches: list[int] = []
-    errors: list[str] = []
+    tally = Tally()
 
     async def client() -> None:
         reader, writer = await asyncio.open_connection(host, int(port))
@@ -164,21 +184,13 @@ async def drive_lean(url: str, queries, clients: int, k: int) -> dict:
             for request in requests:
                 t = time.perf_counter()
                 writer.write(request)
-                status, body = await read_response(reader)
-                latencies.append(time.perf_counter() - t)
-                if status != 200:
-                    errors.append(f"{status} {body[:200]!r}")
-                    continue
-                batches.append(json.loads(body)["server"]["batch_size"])
+                tally.record(t, *await read_response(reader))
         finally:
             writer.close()
 
     start = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    wall = time.perf_counter() - start
-    if errors:
-        raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[0]}")
-    return row("server", clients, latencies, wall, batches)
+    return tally.row(clients, time.perf_counter() - start)
 
 
 async def drive(url: str, queries, clients: int, k: int) -> dict:
@@ -186,9 +198,7 @@ async def drive(url: str, queries, clients: int, k: int) -> dict:
     (``--client httpx``: what a Python application calling the server spends per request is in the figures)."""
     import httpx
 
-    latencies: list[float] = []
-    batches: list[int] = []
-    errors: list[str] = []
+    tally = Tally()
     todo = iter(queries)
 
     async def client(http: httpx.AsyncClient) -> None:
@@ -196,20 +206,14 @@ async def drive(url: str, queries, clients: int, k: int) -> dict:
             t = time.perf_counter()
             r = await http.post("/v1/answer", files={"image": (name, data, "image/jpeg")},
                                 data={"question": question, "k": str(k)})
-            latencies.append(time.perf_counter() - t)
-            if r.status_code != 200:
-                errors.append(f"{r.status_code} {r.text[:200]}")
-                continue
-            batches.append(r.json()["server"]["batch_size"])
+            tally.record(t, r.status_code, r.content)
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
         start = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         wall = time.perf_counter() - start
-    if errors:
-        raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[0]}")
-    return row("server", clients, latencies, wall, batches)
+    return tally.row(clients, wall)
 
 
 def model_seconds(url: str) -> dict[str, float]:
@@ -336,9 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     sequential = [r["req_per_s"] for r in measured[levels[0]]]
     rows = []
     for level in levels:
-        combined = combine(measured[level], one_client) if one_client else combine(measured[level], sequential)
-        if not one_client:
-            combined["x_one_client"], combined["x_one_client_rounds"] = None, []
+        combined = combine(measured[level], one_client or None)
         combined["x_in_process"] = statistics.median(
             r["req_per_s"] / seq for r, seq in zip(measured[level], sequential))
         rows.append(combined)

@@ -252,25 +252,23 @@ class BaseEncoder:
             # decode in parallel, and thread hand-offs would cost more than they save.
             out[order] = self._run(prepare(order, None), side)
             bar.update(len(order))
-            bar.close()
-            return out if as_tensor else out.numpy()
-
-        # The next batch is prepared (images decoded in `image_workers` threads, tokenised,
-        # resized, pinned) in a thread while the current one runs on the device.
-        pending: deque[tuple[list[int], Future]] = deque()
-        with ThreadPoolExecutor(max_workers=self.image_workers) as pool, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode-prepare") as preparer:
-            try:
-                for start in range(0, len(order), batch_size):
-                    idx = order[start : start + batch_size]
-                    pending.append((idx, preparer.submit(prepare, idx, pool)))
-                    while len(pending) > 1 or (pending and start + batch_size >= len(order)):
-                        done_idx, prepared = pending.popleft()
-                        out[done_idx] = self._run(prepared.result(), side)
-                        bar.update(len(done_idx))
-            finally:
-                for _, future in pending:
-                    future.cancel()
+        else:
+            # The next batch is prepared (images decoded in `image_workers` threads, tokenised,
+            # resized, pinned) in a thread while the current one runs on the device.
+            pending: deque[tuple[list[int], Future]] = deque()
+            with ThreadPoolExecutor(max_workers=self.image_workers) as pool, \
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode-prepare") as preparer:
+                try:
+                    for start in range(0, len(order), batch_size):
+                        idx = order[start : start + batch_size]
+                        pending.append((idx, preparer.submit(prepare, idx, pool)))
+                        while len(pending) > 1 or (pending and start + batch_size >= len(order)):
+                            done_idx, prepared = pending.popleft()
+                            out[done_idx] = self._run(prepared.result(), side)
+                            bar.update(len(done_idx))
+                finally:
+                    for _, future in pending:
+                        future.cancel()
         bar.close()
         return out if as_tensor else out.numpy()
 

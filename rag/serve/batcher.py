@@ -187,10 +187,14 @@ class Batcher:
     @incoming.setter
     def incoming(self, value: int) -> None:  # set on the event loop, like _open
         self._incoming = value
-        self.active.update(self._incoming + self._open)
+        self._count_in_server()
 
     def _settled(self, future: asyncio.Future) -> None:
         self._open -= 1
+        self._count_in_server()
+
+    def _count_in_server(self) -> None:
+        """Feed :attr:`active` the requests now in the server: being received, or jobs not yet settled."""
         self.active.update(self._incoming + self._open)
 
     # ------------------------------------------------------------------ submitting (event loop side)
@@ -202,7 +206,7 @@ class Batcher:
         job = Job(kind, question, image, k, loop.create_future(), loop)
         self._open += 1
         job.future.add_done_callback(self._settled)
-        self.active.update(self._incoming + self._open)
+        self._count_in_server()
         self._queue.put(job)
         return job
 
@@ -246,7 +250,7 @@ class Batcher:
                 jobs = [job for job in batch if not job.cancelled]
                 for job in batch:
                     if job.cancelled:  # its request gave up waiting (timeout): settle it, nobody awaits the result
-                        _cancel(job)
+                        _on_loop(job, job.future.cancel)
                 if jobs:
                     try:
                         self._retrieve(jobs, len(jobs))
@@ -375,14 +379,12 @@ def _resolve(job: Job, value: Any = None, exc: BaseException | None = None) -> N
         else:
             job.future.set_result(value)
 
+    _on_loop(job, settle)
+
+
+def _on_loop(job: Job, callback: Callable[[], Any]) -> None:
+    """Run ``callback`` on the event loop of ``job``'s request (futures are not thread-safe)."""
     try:
-        job.loop.call_soon_threadsafe(settle)
+        job.loop.call_soon_threadsafe(callback)
     except RuntimeError:  # the loop is closed (shutdown): nobody is waiting
-        pass
-
-
-def _cancel(job: Job) -> None:
-    try:
-        job.loop.call_soon_threadsafe(job.future.cancel)
-    except RuntimeError:  # the loop is closed (shutdown)
         pass

@@ -39,8 +39,9 @@ class ServeConfig:
     answered together, up to ``max_batch_size`` per batch; a batch waits for as many
     requests as were in the server lately (the active clients; a lone client never waits),
     at most ``max_wait_ms`` counted from when the generator could take it (while the
-    generator is busy with the previous batch, waiting costs nothing). ``request_timeout_s`` bounds how long a request waits for
-    its answer (504 after it); ``max_queue`` bounds waiting requests (503 beyond it).
+    generator is busy with the previous batch, waiting costs nothing).
+    ``request_timeout_s`` bounds how long a request waits for its answer (504 after it);
+    ``max_queue`` bounds waiting requests (503 beyond it).
     ``torch_threads``: intra-op threads for the models (``None``: torch's default; tiny
     models are faster with 1, which leaves the other cores to the HTTP side).
     """
