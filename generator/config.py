@@ -102,7 +102,8 @@ class GeneratorConfig:
     bnb_4bit_use_double_quant: bool = True
     #: ``sdpa``, ``eager``, ``flash_attention_2``; ``None`` lets transformers choose.
     #: ``sdpa_unpadded`` (:mod:`generator.attention`): SDPA whose batched prefill runs each
-    #: prompt unpadded with the causal fast path (faster batches on CPU, same answers).
+    #: prompt unpadded with the causal fast path, on the cores torch's own threads leave idle
+    #: (faster batches on CPU, same answers).
     attn_implementation: str | None = None
     #: Run code shipped with the checkpoint. Off by default: supported families need none.
     trust_remote_code: bool = False
