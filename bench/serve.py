@@ -26,8 +26,8 @@ round, and a level's requests/s and its ratio to the one-client figure are the m
 the rounds (each round's ratio against that round's own one-client figure): the speed of a
 shared machine drifts by 10% or more over seconds, and a ratio of two measurements taken a
 minute apart would mostly measure the drift. On the 2-core development machine single
-rounds' ratios at 8 clients spread over about +-0.4 around their median; the median of five
-moves far less from run to run than the median of three did.
+rounds' ratios at 8 clients spread over about +-0.4 around their median, and so did the
+median of three rounds from run to run; the median of five moved by about +-0.3.
 
 The server runs with the caller's environment (the bench's own defaults, such as
 ``TOKENIZERS_PARALLELISM=false`` for this process, are not passed on), as ``ret2vqa serve``
@@ -280,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="where the store goes (default: a temporary directory)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
-    server_env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}  # before this process's defaults
-    server_env.pop("RET2VQA_API_KEY", None)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # the server gets the caller's environment (offline as above, no API key), not this process's own defaults below
+    server_env = {key: value for key, value in os.environ.items() if key != "RET2VQA_API_KEY"}
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     import yaml
