@@ -81,6 +81,14 @@ def build_generator(config: GeneratorConfig) -> Any:
     return MultimodalGenerator.from_config(config)
 
 
+def build_generation_workers(config: GeneratorConfig, count: int, torch_threads: int | None = None) -> Any:
+    """:class:`~rag.serve.workers.GenerationWorkers`: ``count`` processes, each with the generator of ``config``
+    (built there by :func:`build_generator`)."""
+    from .serve.workers import GenerationWorkers
+
+    return GenerationWorkers(config, count, torch_threads)
+
+
 def collection_metadata(encoder: Any, config: EncoderConfig, distance: str = "cosine",
                         **extra: Any) -> CollectionMetadata:
     """What a collection filled by ``encoder`` (built from ``config``) records, and is checked against.

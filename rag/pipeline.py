@@ -131,7 +131,11 @@ class Pipeline:
         return collection_image_root(self.store, self.config.ingest.image_root)
 
     def close(self) -> None:
+        """Close the store (and the generator, when it holds resources of its own, such as worker processes)."""
         self.store.close()
+        close_generator = getattr(self.generator, "close", None)
+        if close_generator is not None:
+            close_generator()
 
     def __enter__(self) -> "Pipeline":
         return self

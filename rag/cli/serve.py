@@ -69,11 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
         print(TINY_BANNER, file=sys.stderr, flush=True)
 
-    from rag.pipeline import Pipeline
-    from rag.serve.app import serve
+    from rag.serve.app import open_serving_pipeline, serve
 
     print(f"loading the models and opening {cfg.store.describe()} ...", file=sys.stderr, flush=True)
-    pipeline = Pipeline.from_config(cfg)
+    pipeline = open_serving_pipeline(cfg)
     try:
         host = f"[{cfg.serve.host}]" if ":" in cfg.serve.host else cfg.serve.host
         print(f"serving on http://{host}:{cfg.serve.port}/  (API: /v1/answer, /v1/search; OpenAPI: /docs)",

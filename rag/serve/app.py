@@ -324,6 +324,23 @@ class ObserveMiddleware:
                                          time.perf_counter() - start)
 
 
+def open_serving_pipeline(config: Any) -> Any:
+    """The :class:`~rag.pipeline.Pipeline` that ``ret2vqa serve`` answers from: encoder and store, and the
+    generator in this process or, with ``serve.generation_workers`` > 0, in that many worker processes."""
+    from rag.components import build_generation_workers
+    from rag.pipeline import Pipeline
+
+    workers = config.serve.generation_workers
+    pipeline = Pipeline.from_config(config, load_generator=not workers)
+    if workers:
+        try:
+            pipeline.generator = build_generation_workers(config.generator, workers, config.serve.torch_threads)
+        except BaseException:
+            pipeline.close()
+            raise
+    return pipeline
+
+
 def serve(pipeline: Any, config: ServeConfig | None = None, log_level: str = "info") -> None:
     """Serve ``pipeline`` on uvicorn until SIGINT/SIGTERM, then shut down gracefully and close it."""
     import uvicorn

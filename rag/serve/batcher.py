@@ -14,7 +14,8 @@ GIL, in their kernels, Pillow and the tokenizers):
   time. That also lets two groups of clients that fell out of step (one late request splits
   a batch in two, and the halves keep alternating) merge again into full batches. A batch
   is one encoder call and one store search per distinct ``k``; search jobs are answered
-  here, and the answer jobs' prompts are built;
+  here, and the answer jobs' prompts are built (by the generation workers instead, when there are
+  any: :mod:`rag.serve.workers`);
 * generation (``ret2vqa-generate``): one batched generation (left padding) per batch that
   retrieval hands over. At most one batch waits between the stages, so requests that
   arrive meanwhile make the next batch bigger instead of queueing behind small ones.
@@ -114,7 +115,7 @@ class Retrieved:
 
     jobs: list[Job]
     passages: list[list[Any]]
-    prompts: list[Any]
+    prompts: list[Any] | None  # None: built in generation (generation workers build their own)
     timings: list[dict[str, float]]  # per job
     batch_timings: dict[str, float]
     batch_size: int  # of the whole micro-batch, search jobs included
@@ -122,9 +123,11 @@ class Retrieved:
 
     def split(self) -> list["Retrieved"]:
         """One batch per job (to find which one fails)."""
-        return [Retrieved([job], [passages], [prompt], [timings], dict(self.batch_timings), self.batch_size, [queued])
+        prompts = self.prompts if self.prompts is not None else [None] * len(self.jobs)
+        return [Retrieved([job], [passages], None if prompt is None else [prompt], [timings], dict(self.batch_timings),
+                          self.batch_size, [queued])
                 for job, passages, prompt, timings, queued in
-                zip(self.jobs, self.passages, self.prompts, self.timings, self.queue_ms)]
+                zip(self.jobs, self.passages, prompts, self.timings, self.queue_ms)]
 
 
 class Batcher:
@@ -150,6 +153,12 @@ class Batcher:
         self._started = False
         # The store is used from the retrieval worker (searches) and from request threads (passage lookups).
         self._store_lock = threading.Lock()
+
+    @property
+    def builds_prompts(self) -> bool:
+        """Whether retrieval builds the answer jobs' prompts (overlapping the previous batch's generation);
+        generation workers (:mod:`rag.serve.workers`) build them in parallel themselves."""
+        return hasattr(getattr(self.pipeline, "generator", None), "build_prompt")
 
     def lookup(self, passage_id: str) -> list[Any]:
         """The stored passage ``passage_id`` (``[]`` if none), safe beside the worker's searches."""
@@ -298,8 +307,8 @@ class Batcher:
             for key, value in timings.items():
                 batch_timings[key] = batch_timings.get(key, 0.0) + value
         answering = [i for i, job in enumerate(jobs) if job.kind == "answer"]
-        prompts: list[Any] = []
-        if answering:
+        prompts: list[Any] | None = None
+        if answering and self.builds_prompts:
             start = time.perf_counter()
             prompts = pipeline.build_prompts([Query(jobs[i].question, jobs[i].image) for i in answering],
                                              [retrieved[i] for i in answering])

@@ -43,7 +43,12 @@ class ServeConfig:
     ``request_timeout_s`` bounds how long a request waits for its answer (504 after it);
     ``max_queue`` bounds waiting requests (503 beyond it).
     ``torch_threads``: intra-op threads for the models (``None``: torch's default; tiny
-    models are faster with 1, which leaves the other cores to the HTTP side).
+    models are faster with 1, which leaves the other cores to the HTTP side); with
+    generation workers, the threads of each worker.
+    ``generation_workers``: 0 generates in the server process; ``N`` >= 1 in N worker processes,
+    each with its own copy of the generator and its own GIL, a batch split among them
+    (:mod:`rag.serve.workers`): for small models on CPU, whose generation is Python-bound.
+    Memory grows by a generator per worker.
     """
 
     host: str = "127.0.0.1"
@@ -60,6 +65,7 @@ class ServeConfig:
     max_wait_ms: float = 10.0
     max_queue: int = 256
     torch_threads: Optional[int] = None
+    generation_workers: int = 0
     graceful_shutdown_s: float = 30.0
 
     def __post_init__(self) -> None:
@@ -72,7 +78,7 @@ class ServeConfig:
         if not self.request_timeout_s > 0:
             raise ConfigError(f"must be > 0, got {self.request_timeout_s}", "request_timeout_s")
         at_least(self, 1, "max_pixels", "max_question_chars", "max_k", "max_batch_size", "max_queue", "torch_threads")
-        at_least(self, 0, "max_wait_ms", "graceful_shutdown_s")
+        at_least(self, 0, "max_wait_ms", "graceful_shutdown_s", "generation_workers")
         self.image_types = [str(t).lower() for t in self.image_types]
         if not self.image_types:
             raise ConfigError(f"must name at least one of {list(KNOWN_IMAGE_TYPES)}", "image_types")
