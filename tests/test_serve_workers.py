@@ -141,3 +141,24 @@ def test_open_serving_pipeline_starts_and_closes_the_workers(tmp_path, one_threa
     finally:
         pipeline.close()
     assert all(not p.is_alive() for p in processes)
+
+
+def test_a_worker_that_cannot_load_its_model_raises_the_user_error(monkeypatch):
+    from generator.config import GeneratorConfig
+    from ret2vqa.errors import UserError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the workers inherit it
+    with pytest.raises(UserError, match="model 'someone/not-a-model' is not available"):
+        GenerationWorkers(GeneratorConfig(model="someone/not-a-model"), 1, torch_threads=1)
+
+
+def test_errors_cross_with_their_own_type_or_their_nearest_picklable_one():
+    from rag.serve.workers import _picklable
+    from ret2vqa.errors import UserError
+    from ret2vqa.hub import ModelUnavailableError
+
+    assert type(_picklable(InputError("bad"))) is InputError
+    assert str(_picklable(ConfigError("must be >= 1", "k"))) == "k: must be >= 1"
+    original = ModelUnavailableError("a/b", None, "offline")
+    crossed = _picklable(original)
+    assert type(crossed) is UserError and str(crossed) == str(original)

@@ -87,13 +87,23 @@ def _worker_main(conn: Any, config: GeneratorConfig, threads: int | None, cores:
 
 
 def _picklable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives pickling (its type then reaches the server: a user error stays a 4xx),
-    else a ``RuntimeError`` with its text."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    """``exc`` if it survives pickling, else the nearest class of its own that does, with its message.
+
+    Its type reaches the server that way: a user error stays a 4xx in the API and one ``error:``
+    line in the CLI (``ModelUnavailableError``, whose constructor takes more than a message, arrives
+    as the :class:`~ret2vqa.errors.UserError` it is).
+    """
+    for cls in type(exc).__mro__:
+        candidate = exc if cls is type(exc) else None
+        try:
+            if candidate is None:
+                if not issubclass(cls, BaseException):
+                    continue
+                candidate = cls(str(exc))
+            return pickle.loads(pickle.dumps(candidate))
+        except Exception:
+            continue
+    return RuntimeError(f"{type(exc).__name__}: {exc}")  # pragma: no cover - BaseException always pickles
 
 
 class WorkerDiedError(RuntimeError):
@@ -216,8 +226,8 @@ class GenerationWorkers:
     def alive(self) -> bool:
         return all(worker.alive for worker in self._workers)
 
-    def generate(self, requests: Sequence[GenerationRequest], *, prompts: Sequence[Any] | None = None,
-                 **unused: Any) -> list[GenerationResult]:
+    def generate(self, requests: Sequence[GenerationRequest], *,
+                 prompts: Sequence[Any] | None = None) -> list[GenerationResult]:
         """The results of ``requests`` in their order, their parts generated side by side in the workers.
 
         ``prompts`` must be ``None``: the workers build them (prompts built here would have to be
