@@ -82,6 +82,15 @@ def test_a_killed_worker_fails_its_batch_and_is_restarted(workers, tiny_pipeline
     assert [r.raw_text for r in workers.generate(requests)] == expected
 
 
+def test_a_batch_is_split_in_contiguous_parts_of_nearly_equal_size():
+    from rag.serve.workers import split_evenly
+
+    assert split_evenly(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
+    assert split_evenly(list(range(4)), 3) == [[0, 1], [2], [3]]
+    assert split_evenly([7], 4) == [[7]]
+    assert split_evenly([], 2) == []
+
+
 def test_worker_cores_pin_only_when_every_worker_has_cores_of_its_own():
     cores = sorted(os.sched_getaffinity(0))
     threads, pinned = worker_cores(len(cores), 1)

@@ -176,6 +176,14 @@ class _Worker:
         self.process = None
 
 
+def split_evenly(items: list[Any], count: int) -> list[list[Any]]:
+    """``items`` in at most ``count`` contiguous non-empty parts whose sizes differ by one at most."""
+    parts = min(count, len(items))
+    size, extra = divmod(len(items), parts) if parts else (0, 0)
+    bounds = [i * size + min(i, extra) for i in range(parts + 1)]
+    return [items[bounds[i]:bounds[i + 1]] for i in range(parts)]
+
+
 def worker_cores(count: int, threads: int | None) -> tuple[int, list[list[int]] | None]:
     """Intra-op threads per worker and the cores each is pinned to (``None``: not pinned).
 
@@ -242,8 +250,7 @@ class GenerationWorkers:
         if not items:
             return []
         with self._lock:
-            size = -(-len(items) // len(self._workers))  # contiguous parts, as equal as they come
-            parts = [items[i:i + size] for i in range(0, len(items), size)]
+            parts = split_evenly(items, len(self._workers))
             busy = self._workers[:len(parts)]
             for worker in busy:
                 if not worker.alive:  # died since the last batch (or while holding it): a fresh one
