@@ -38,8 +38,34 @@ def at_least(obj: Any, minimum: int | float, *names: str) -> None:
             raise ConfigError(f"must be >= {minimum}, got {value}", name)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping: PyYAML keeps the last
+    one silently, so a setting repeated further down a config would quietly replace the first."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    merges = any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value)  # `<<:` may be overridden
+    seen: dict[Any, int] = {}
+    for key_node, _ in [] if merges else node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            repeated = key in seen
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            break
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found key {key!r} a second time (first on line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping from ``path`` with a clear error when it is missing or not a mapping."""
+    """Read a YAML mapping from ``path`` with a clear error when it is missing, not a mapping, or
+    repeats a key within one mapping."""
     path = Path(path)
     if not path.is_file():
         from .errors import MissingFileError
@@ -49,7 +75,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
     try:
         with open_text(path) as fh:  # bytes that are not UTF-8: a RowError naming the line
-            data = yaml.safe_load(fh.read())
+            data = yaml.load(fh.read(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:  # pragma: no cover - message passthrough
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     if data is None:

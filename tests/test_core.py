@@ -63,6 +63,19 @@ def test_from_yaml_sections_and_missing_file(tmp_path):
         from_yaml(Outer, tmp_path / "nope.yaml")
 
 
+def test_a_key_written_twice_in_a_yaml_config_is_an_error_naming_both_lines(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("outer:\n  path: p\n  inner: {m: 8}\n  path: q\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: invalid YAML[\s\S]*key 'path' a second time \(first on line 2\)"
+                                          r"[\s\S]*line 4"):
+        from_yaml(Outer, path, section="outer")
+    path.write_text("outer: {path: p, inner: {m: 8, m: 9}}\n")  # flow style, one line
+    with pytest.raises(ConfigError, match="key 'm' a second time"):
+        from_yaml(Outer, path, section="outer")
+    path.write_text("base: &b {m: 8}\nouter:\n  path: p\n  inner:\n    <<: *b\n    m: 9\n")  # a merge, overridden
+    assert from_yaml(Outer, path, section="outer").inner.m == 9
+
+
 def test_iter_jsonl_reports_bad_lines_and_reads_gzip(tmp_path):
     path = tmp_path / "rows.jsonl.gz"
     with gzip.open(path, "wt") as fh:
