@@ -82,6 +82,21 @@ def test_a_killed_worker_fails_its_batch_and_is_restarted(workers, tiny_pipeline
     assert [r.raw_text for r in workers.generate(requests)] == expected
 
 
+def test_a_part_that_cannot_be_sent_fails_the_batch_without_leaving_a_stale_reply(workers, tiny_pipeline,
+                                                                                 one_thread, monkeypatch):
+    requests = _requests(tiny_pipeline, 4)
+    expected = [r.raw_text for r in tiny_pipeline.generator.generate(requests)]
+
+    def broken_pipe(part):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(workers._workers[1], "send", broken_pipe)  # worker 0 still gets, and answers, its part
+    with pytest.raises(WorkerDiedError, match="generation worker 1 died before its part"):
+        workers.generate(requests)
+    monkeypatch.undo()
+    assert [r.raw_text for r in workers.generate(requests[2:] + requests[:2])] == expected[2:] + expected[:2]
+
+
 def test_a_batch_is_split_in_contiguous_parts_of_nearly_equal_size():
     from rag.serve.workers import split_evenly
 

@@ -166,7 +166,7 @@ class _Worker:
         try:
             if self.process.is_alive():
                 self.conn.send(None)
-        except (OSError, BrokenPipeError):
+        except OSError:  # BrokenPipeError included
             pass
         self.process.join(timeout)
         if self.process.is_alive():
@@ -258,11 +258,17 @@ class GenerationWorkers:
                     worker.stop()
                     worker.start()
                     worker.wait_ready()
-            for worker, part in zip(busy, parts):
-                worker.send(part)
-            results: list[GenerationResult] = []
             failure: BaseException | None = None
-            for worker in busy:  # every reply is read, so that no pipe is left holding a stale one
+            sent = []
+            for worker, part in zip(busy, parts):
+                try:
+                    worker.send(part)
+                    sent.append(worker)
+                except OSError as exc:  # it died after the check above: restarted next time
+                    failure = failure or WorkerDiedError(f"generation worker {worker.index} died before its part "
+                                                         f"of the batch reached it: {exc}")
+            results: list[GenerationResult] = []
+            for worker in sent:  # every reply is read, so that no pipe is left holding a stale one
                 try:
                     results.extend(worker.receive())
                 except BaseException as exc:
